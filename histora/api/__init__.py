@@ -1,0 +1,58 @@
+"""The REST API (FastAPI), mounted into Reflex's backend with ``api_transformer``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from histora import __version__
+from histora.api.errors import install_error_handlers
+from histora.api.middleware import RequestContextMiddleware
+from histora.api.v1 import router as v1_router
+from histora.errors import NotFoundError
+from histora.settings import Settings, get_settings
+
+API_PREFIX = "/api/v1"
+
+
+def operation_id(route: APIRoute) -> str:
+    """Stable operation ids, e.g. ``characters-list_characters``."""
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def create_api(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    api = FastAPI(
+        title="Histora API",
+        version=__version__,
+        description="Talk with history: the catalogue, chat, and administration.",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        generate_unique_id_function=operation_id,
+    )
+    api.include_router(v1_router, prefix=API_PREFIX)
+
+    @api.api_route(
+        "/api/{path:path}",
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        include_in_schema=False,
+    )
+    async def unknown_api_route(path: str, request: Request) -> None:
+        # Without this, unknown API paths fall through to the web frontend.
+        raise NotFoundError(f"No API route at /api/{path}.")
+
+    install_error_handlers(api)
+    api.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Request-ID", "X-Process-Time-Ms"],
+    )
+    api.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    api.add_middleware(RequestContextMiddleware)
+    return api

@@ -1,0 +1,9 @@
+"""Version 1 of the REST API: one router module per resource."""
+
+from fastapi import APIRouter
+
+from histora.api.v1 import characters, health
+
+router = APIRouter()
+router.include_router(health.router)
+router.include_router(characters.router)

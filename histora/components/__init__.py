@@ -1,0 +1,1 @@
+"""Stateless UI pieces: they take values or Vars and never import services."""

@@ -1,0 +1,97 @@
+"""The shared page frame: navbar, content, footer; responsive, light and dark."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from histora import __version__
+
+CONTENT_MAX_WIDTH = "1200px"
+
+
+def _brand() -> rx.Component:
+    return rx.link(
+        rx.hstack(
+            rx.icon("landmark", size=24),
+            rx.heading("Histora", size="6", weight="bold"),
+            align="center",
+            spacing="2",
+        ),
+        href="/",
+        underline="none",
+        color=rx.color("gray", 12),
+        aria_label="Histora home",
+    )
+
+
+def navbar() -> rx.Component:
+    return rx.box(
+        rx.hstack(
+            _brand(),
+            rx.spacer(),
+            rx.hstack(
+                rx.link("Catalogue", href="/#catalogue", size="3", color=rx.color("gray", 11)),
+                rx.color_mode.button(size="2", variant="ghost", aria_label="Toggle dark mode"),
+                align="center",
+                spacing="4",
+            ),
+            align="center",
+            max_width=CONTENT_MAX_WIDTH,
+            margin_x="auto",
+            padding_x=rx.breakpoints(initial="4", md="6"),
+            padding_y="3",
+        ),
+        as_="header",
+        position="sticky",
+        top="0",
+        z_index="10",
+        background_color=rx.color("gray", 1, alpha=True),
+        backdrop_filter="blur(8px)",
+        border_bottom=f"1px solid {rx.color('gray', 4)}",
+    )
+
+
+def footer() -> rx.Component:
+    return rx.box(
+        rx.flex(
+            rx.text(
+                "Histora: conversations with the people who made history.",
+                size="2",
+                color=rx.color("gray", 11),
+            ),
+            rx.spacer(),
+            rx.hstack(
+                rx.link("API docs", href="/api/v1/docs", size="2", is_external=True),
+                rx.text(f"v{__version__}", size="2", color=rx.color("gray", 10)),
+                spacing="4",
+            ),
+            direction=rx.breakpoints(initial="column", sm="row"),
+            gap="3",
+            max_width=CONTENT_MAX_WIDTH,
+            margin_x="auto",
+            padding_x=rx.breakpoints(initial="4", md="6"),
+            padding_y="5",
+        ),
+        as_="footer",
+        border_top=f"1px solid {rx.color('gray', 4)}",
+        margin_top="8",
+    )
+
+
+def page_layout(*children: rx.Component) -> rx.Component:
+    return rx.flex(
+        navbar(),
+        rx.box(
+            *children,
+            as_="main",
+            width="100%",
+            max_width=CONTENT_MAX_WIDTH,
+            margin_x="auto",
+            padding_x=rx.breakpoints(initial="4", md="6"),
+            padding_y="6",
+            flex="1",
+        ),
+        footer(),
+        direction="column",
+        min_height="100vh",
+    )

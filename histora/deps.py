@@ -1,0 +1,101 @@
+"""The composition root: builds providers from settings and hands them to callers.
+
+Adapters (Reflex states, API routes, the CLI) get everything from the current
+``Container``; tests install their own with ``use_container`` instead of patching
+module globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cached_property
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from histora.db import SessionFactory, create_engine, create_session_factory, session_scope
+from histora.providers.chat_models import ChatModel, LocalChatModel, OpenAICompatibleChatModel
+from histora.providers.local_model import MODEL_ALIAS, LocalModelServer
+from histora.providers.vector_store import ChromaVectorStore, VectorStore
+from histora.settings import Settings, get_settings
+
+
+class Container:
+    """Lazily built providers for one configuration."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def engine(self) -> AsyncEngine:
+        return create_engine(self.settings)
+
+    @cached_property
+    def session_factory(self) -> SessionFactory:
+        return create_session_factory(self.engine)
+
+    @cached_property
+    def local_model_server(self) -> LocalModelServer | None:
+        if self.settings.resolved_model_provider != "local":
+            return None
+        return LocalModelServer(self.settings)
+
+    @cached_property
+    def chat_model(self) -> ChatModel:
+        settings = self.settings
+        server = self.local_model_server
+        if server is not None:
+            return LocalChatModel(
+                installed_problem=server.installation_problem(),
+                provider_name="local",
+                base_url=server.base_url,
+                api_key=None,
+                models=[MODEL_ALIAS],
+                timeout_seconds=settings.model_timeout_seconds,
+            )
+        api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        return OpenAICompatibleChatModel(
+            provider_name="openai-compatible",
+            base_url=settings.openai_base_url,
+            api_key=api_key,
+            models=settings.chat_models,
+            timeout_seconds=settings.model_timeout_seconds,
+        )
+
+    @cached_property
+    def vector_store(self) -> VectorStore:
+        if self.settings.chroma_url:
+            return ChromaVectorStore(url=self.settings.chroma_url)
+        return ChromaVectorStore(path=self.settings.resolved_chroma_path)
+
+    @asynccontextmanager
+    async def db_session(self) -> AsyncIterator[AsyncSession]:
+        async with session_scope(self.session_factory) as session:
+            yield session
+
+    async def aclose(self) -> None:
+        if "engine" in self.__dict__:
+            await self.engine.dispose()
+
+
+_container: Container | None = None
+
+
+def get_container() -> Container:
+    global _container
+    if _container is None:
+        _container = Container(get_settings())
+    return _container
+
+
+def use_container(container: Container | None) -> None:
+    """Install a container (tests), or None to rebuild from settings on next use."""
+    global _container
+    _container = container
+
+
+@asynccontextmanager
+async def db_session() -> AsyncIterator[AsyncSession]:
+    async with get_container().db_session() as session:
+        yield session

@@ -1,0 +1,14 @@
+"""The Reflex app: pages, the REST API mounted into Reflex's backend, lifespan."""
+
+import reflex as rx
+
+from histora.api import create_api
+from histora.bootstrap import lifespan
+from histora.pages import character, home  # noqa: F401 - registers the pages
+
+app = rx.App(
+    api_transformer=create_api(),
+    theme=rx.theme(accent_color="amber", gray_color="sand", radius="medium"),
+    stylesheets=[],
+)
+app.register_lifespan_task(lifespan)

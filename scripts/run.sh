@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Sets up everything and runs Histora on its embedded defaults at http://localhost:3000.
+# Extra arguments go to `reflex run` (e.g. --env prod).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$HISTORA_ROOT"
+./scripts/setup.sh
+exec reflex run "$@"
