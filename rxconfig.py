@@ -15,5 +15,10 @@ config = rx.Config(
     redis_url=_settings.redis_url,
     cors_allowed_origins=_settings.cors_origins,
     show_built_with_reflex=False,
-    plugins=[rx.plugins.SitemapPlugin(), rx.plugins.TailwindV4Plugin()],
+    plugins=[
+        rx.plugins.SitemapPlugin(),
+        rx.plugins.RadixThemesPlugin(
+            theme=rx.theme(accent_color="amber", gray_color="sand", radius="medium")
+        ),
+    ],
 )

@@ -6,9 +6,5 @@ from histora.api import create_api
 from histora.bootstrap import lifespan
 from histora.pages import character, home  # noqa: F401 - registers the pages
 
-app = rx.App(
-    api_transformer=create_api(),
-    theme=rx.theme(accent_color="amber", gray_color="sand", radius="medium"),
-    stylesheets=[],
-)
+app = rx.App(api_transformer=create_api())
 app.register_lifespan_task(lifespan)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from alembic import command
 from alembic.config import Config
 from filelock import FileLock
 
+from alembic import command
 from histora.db import sync_database_url
 from histora.settings import PROJECT_ROOT, Settings
 

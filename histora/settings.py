@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from histora.errors import ConfigurationError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SECRET_FILE_NAME = "secret_key"
+SECRET_FILE_NAME = "secret_key"  # noqa: S105 - a file name, not a secret
 MIN_SECRET_BYTES = 32
 
 CommaList = Annotated[list[str], NoDecode]

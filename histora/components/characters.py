@@ -36,7 +36,12 @@ def character_card(character: rx.Var[CharacterCard]) -> rx.Component:
                     rx.vstack(
                         rx.heading(character.name, size="4", as_="h3"),
                         rx.text(character.lifespan, size="2", color=rx.color("gray", 11)),
-                        rx.badge(character.category_label, color_scheme="amber", variant="surface"),
+                        rx.badge(
+                            character.category_label,
+                            color_scheme="amber",
+                            variant="surface",
+                            data_testid="category-badge",
+                        ),
                         spacing="1",
                         align="start",
                     ),

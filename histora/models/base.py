@@ -44,11 +44,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-class StrEnum(str, enum.Enum):
-    """String enums stored as plain VARCHAR (no database enum types to migrate)."""
-
-    def __str__(self) -> str:
-        return str(self.value)
+# String enums are stored as plain VARCHAR: no database enum types to migrate.
+StrEnum = enum.StrEnum
 
 
 def enum_field(default: StrEnum, *, index: bool = False) -> Any:

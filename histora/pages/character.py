@@ -87,7 +87,9 @@ def _profile(character: rx.Var[CharacterPublic]) -> rx.Component:
                 rx.card(
                     rx.vstack(
                         rx.text(character.name, " says:", size="2", color=rx.color("gray", 10)),
-                        rx.text("“", character.opener, "”", size="3", style={"font_style": "italic"}),
+                        rx.text(
+                            "“", character.opener, "”", size="3", style={"font_style": "italic"}
+                        ),
                         spacing="2",
                     ),
                     width="100%",
@@ -95,7 +97,9 @@ def _profile(character: rx.Var[CharacterPublic]) -> rx.Component:
                 rx.heading("Ask about", size="4", as_="h3"),
                 rx.foreach(
                     character.starter_questions,
-                    lambda question: rx.callout(question, icon="message-circle-question", size="1", width="100%"),
+                    lambda question: rx.callout(
+                        question, icon="message-circle-question", size="1", width="100%"
+                    ),
                 ),
                 spacing="3",
                 data_testid="starter-questions",
@@ -125,6 +129,10 @@ def character_page() -> rx.Component:
         rx.cond(
             CharacterPageState.character,
             _profile(CharacterPageState.character.to(CharacterPublic)),
-            rx.cond(CharacterPageState.not_found, _not_found(), rx.center(rx.spinner(size="3"), padding="8")),
+            rx.cond(
+                CharacterPageState.not_found,
+                _not_found(),
+                rx.center(rx.spinner(size="3"), padding="8"),
+            ),
         ),
     )

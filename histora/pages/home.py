@@ -51,7 +51,9 @@ class HomeState(rx.State):
     async def load(self) -> None:
         self.loading = True
         requested = self.router.url.query_parameters.get("category", ALL)
-        self.category = requested if requested in {ALL, *characters_service.CATEGORY_LABELS} else ALL
+        self.category = (
+            requested if requested in {ALL, *characters_service.CATEGORY_LABELS} else ALL
+        )
         async with deps.db_session() as db:
             self.categories = await characters_service.list_categories(db)
             self.featured = (
@@ -168,9 +170,13 @@ def _catalogue() -> rx.Component:
             align=rx.breakpoints(initial="start", md="center"),
         ),
         _category_filter(),
-        rx.cond(HomeState.error != "", rx.callout(HomeState.error, icon="triangle_alert", color_scheme="red")),
+        rx.cond(
+            HomeState.error != "",
+            rx.callout(HomeState.error, icon="triangle_alert", color_scheme="red"),
+        ),
         rx.text(
-            HomeState.total, " figures",
+            HomeState.total,
+            " figures",
             size="2",
             color=rx.color("gray", 11),
             data_testid="result-count",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -52,7 +51,7 @@ class LocalModelServer:
         self.context = settings.local_model_context
         self.log_path = settings.data_dir / "local-model.log"
         self.lock_path = settings.data_dir / "local-model.lock"
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: asyncio.subprocess.Process | None = None
 
     @property
     def base_url(self) -> str:
@@ -66,9 +65,9 @@ class LocalModelServer:
             return f"local model weights ({WEIGHTS_FILE}) not installed: {SETUP_HINT}"
         return None
 
-    async def is_healthy(self, timeout: float = 1.0) -> bool:
+    async def is_healthy(self, wait_seconds: float = 1.0) -> bool:
         try:
-            async with httpx.AsyncClient(timeout=timeout) as client:
+            async with httpx.AsyncClient(timeout=wait_seconds) as client:
                 response = await client.get(f"http://{self.host}:{self.port}/health")
         except httpx.HTTPError:
             return False
@@ -96,13 +95,16 @@ class LocalModelServer:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log_file:
-            self._process = subprocess.Popen(  # noqa: ASYNC220 - returns at once
-                self._command(), stdout=log_file, stderr=subprocess.STDOUT
+            # The command is built from settings and paths, never from user input.
+            self._process = await asyncio.create_subprocess_exec(
+                *self._command(), stdout=log_file, stderr=asyncio.subprocess.STDOUT
             )
         deadline = asyncio.get_running_loop().time() + ready_timeout
         while asyncio.get_running_loop().time() < deadline:
-            if self._process.poll() is not None:
-                log.error("local_model.exited", code=self._process.returncode, log=str(self.log_path))
+            if self._process.returncode is not None:
+                log.error(
+                    "local_model.exited", code=self._process.returncode, log=str(self.log_path)
+                )
                 return
             if await self.is_healthy():
                 log.info("local_model.ready", url=self.base_url, pid=self._process.pid)
@@ -112,21 +114,21 @@ class LocalModelServer:
 
     async def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None or process.returncode is not None:
             return
         process.terminate()
         try:
-            await asyncio.to_thread(process.wait, 10)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
             process.kill()
-            await asyncio.to_thread(process.wait)
+            await process.wait()
         log.info("local_model.stopped")
 
     async def supervise(self, interval: float = 5.0) -> None:
         """Restart the server if it dies."""
         while True:
             await asyncio.sleep(interval)
-            if self._process is not None and self._process.poll() is not None:
+            if self._process is not None and self._process.returncode is not None:
                 log.warning("local_model.died", code=self._process.returncode)
                 self._process = None
                 await self.start()

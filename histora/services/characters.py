@@ -18,7 +18,6 @@ from histora.models.characters import (
     CharacterPublic,
 )
 
-
 MAX_QUERY_LENGTH = 100
 
 

@@ -58,7 +58,9 @@ async def _check_database(db: AsyncSession) -> ComponentHealth:
     try:
         await db.exec(text("SELECT 1"))  # type: ignore[call-overload]
     except Exception as exc:  # noqa: BLE001 - any failure means unavailable
-        return ComponentHealth(ok=False, detail=f"query failed: {type(exc).__name__}", provider=backend)
+        return ComponentHealth(
+            ok=False, detail=f"query failed: {type(exc).__name__}", provider=backend
+        )
     return ComponentHealth(ok=True, detail="reachable", provider=backend)
 
 

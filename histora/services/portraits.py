@@ -21,7 +21,7 @@ def initials(name: str) -> str:
     if not words:
         words = name.split() or ["?"]
     if len(words) == 1:
-        return words[0][:2].title()
+        return words[0][0].upper()
     return (words[0][0] + words[-1][0]).upper()
 
 
@@ -31,16 +31,21 @@ def portrait_svg(*, character_id: str, name: str, category: str) -> str:
     angle = digest[2] % 180
     label = escape(initials(name))
     title = escape(name)
-    return f"""<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 256 256" role="img" aria-label="{title}">
-  <title>{title}</title>
-  <defs>
-    <linearGradient id="g" gradientTransform="rotate({angle} .5 .5)">
-      <stop offset="0" stop-color="hsl({hue} 38% 30%)"/>
-      <stop offset="1" stop-color="hsl({(hue + 25) % 360} 45% 46%)"/>
-    </linearGradient>
-  </defs>
-  <rect width="256" height="256" fill="url(#g)"/>
-  <circle cx="128" cy="128" r="96" fill="none" stroke="hsl({hue} 60% 85%)" stroke-opacity=".35" stroke-width="3"/>
-  <text x="128" y="128" dy=".35em" text-anchor="middle" font-family="Georgia, 'Times New Roman', serif" font-size="92" fill="hsl({hue} 70% 96%)">{label}</text>
-</svg>
-"""
+    light, bright = f"hsl({hue} 60% 85%)", f"hsl({hue} 70% 96%)"
+    parts = [
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 256 256" role="img"',
+        f' aria-label="{title}">',
+        f"<title>{title}</title>",
+        f'<defs><linearGradient id="g" gradientTransform="rotate({angle} .5 .5)">',
+        f'<stop offset="0" stop-color="hsl({hue} 38% 30%)"/>',
+        f'<stop offset="1" stop-color="hsl({(hue + 25) % 360} 45% 46%)"/>',
+        "</linearGradient></defs>",
+        '<rect width="256" height="256" fill="url(#g)"/>',
+        f'<circle cx="128" cy="128" r="96" fill="none" stroke="{light}"',
+        ' stroke-opacity=".35" stroke-width="3"/>',
+        '<text x="128" y="128" dy=".35em" text-anchor="middle"',
+        " font-family=\"Georgia, 'Times New Roman', serif\"",
+        f' font-size="92" fill="{bright}">{label}</text>',
+        "</svg>\n",
+    ]
+    return "".join(parts)
