@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import httpx
+
+
+async def test_request_id_is_generated_and_timing_reported(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/characters/categories")
+    assert len(response.headers["x-request-id"]) == 32
+    assert float(response.headers["x-process-time-ms"]) >= 0
+
+
+async def test_request_id_from_caller_is_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/api/v1/characters/categories", headers={"X-Request-ID": "trace-123"}
+    )
+    assert response.headers["x-request-id"] == "trace-123"
+
+
+async def test_unsafe_request_id_is_replaced(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/api/v1/characters/categories", headers={"X-Request-ID": "bad id\twith spaces"}
+    )
+    assert response.headers["x-request-id"] != "bad id\twith spaces"
+    assert len(response.headers["x-request-id"]) == 32
+
+
+async def test_cors_allows_configured_origin(client: httpx.AsyncClient) -> None:
+    response = await client.options(
+        "/api/v1/characters",
+        headers={"Origin": "http://localhost:3000", "Access-Control-Request-Method": "GET"},
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
+
+
+async def test_cors_refuses_unknown_origin(client: httpx.AsyncClient) -> None:
+    response = await client.options(
+        "/api/v1/characters",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert response.status_code == 400
+    assert "access-control-allow-origin" not in response.headers

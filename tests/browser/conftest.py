@@ -1,0 +1,110 @@
+"""Runs the real app (production build, one port) and a headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("HISTORA_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+START_TIMEOUT_SECONDS = 300
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app exited early:\n{log_path.read_text()[-4000:]}")
+        try:
+            api_up = httpx.get(f"{url}/api/v1/characters?limit=1", timeout=2).status_code
+            if api_up == 200 and httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"app not ready in time:\n{log_path.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data_dir = tmp_path_factory.mktemp("browser-data")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "HISTORA_DATA_DIR": str(data_dir),
+        "HISTORA_DATABASE_URL": f"sqlite:///{data_dir / 'app.db'}",
+        "HISTORA_LOCAL_MODEL_AUTOSTART": "false",
+        "HISTORA_SECRET_KEY": "browser-test-secret-" + "x" * 32,
+        "HISTORA_ENV": "production",
+        # The websocket is refused from origins not listed here, as in production.
+        "HISTORA_CORS_ORIGINS": f"http://127.0.0.1:{port}",
+    }
+    log_path = data_dir / "app.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                "reflex", "run", "--env", "prod",
+                "--frontend-port", str(port), "--backend-port", str(port),
+                "--backend-host", "127.0.0.1",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_ready(url, process, log_path)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run ./scripts/setup.sh --dev")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser: Browser, tmp_path: Path) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    page.screenshot(path=str(tmp_path / "last.png"))
+    context.close()

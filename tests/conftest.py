@@ -1,0 +1,136 @@
+"""Test fixtures: a real database (SQLite by default, PostgreSQL when
+HISTORA_TEST_DATABASE_URL is set), migrated once, with per-test rollback."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from histora import deps
+from histora.api import create_api
+from histora.db import create_engine, is_sqlite, sync_database_url
+from histora.migrations import upgrade_to_head
+from histora.providers.fakes import FakeChatModel, FakeVectorStore
+from histora.services import seed as seed_service
+from histora.settings import Settings
+
+SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def _make_settings(data_dir: Path, database_url: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=data_dir,
+        database_url=database_url,
+        seed_on_start=False,
+        local_model_autostart=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, empty database for this run; dropped afterwards."""
+    base = os.environ.get("HISTORA_TEST_DATABASE_URL")
+    if not base:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        return
+    name = f"histora_test_{uuid.uuid4().hex[:10]}"
+    admin = create_sync_engine(sync_database_url(base), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Settings:
+    return _make_settings(tmp_path_factory.mktemp("data"), database_url)
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """The migrated schema with the seed catalogue committed once."""
+    upgrade_to_head(settings)
+    engine = create_engine(settings)
+    async with AsyncSession(engine, expire_on_commit=False) as session:
+        await seed_service.seed_catalogue(session)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One connection per test inside a transaction that is always rolled back."""
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        try:
+            yield conn
+        finally:
+            await transaction.rollback()
+
+
+@pytest.fixture
+def session_factory(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    # Commits inside services release a SAVEPOINT; the outer transaction still rolls back.
+    return async_sessionmaker(
+        bind=connection,
+        class_=AsyncSession,
+        expire_on_commit=False,
+        join_transaction_mode="create_savepoint",
+    )
+
+
+@pytest.fixture
+async def db(session_factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    async with session_factory() as session:
+        yield session
+
+
+class FakeProvidersContainer(deps.Container):
+    """The production container with the test database and in-repo fakes."""
+
+    def __init__(
+        self, settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+    ) -> None:
+        super().__init__(settings)
+        self.__dict__["session_factory"] = session_factory
+        self.__dict__["chat_model"] = FakeChatModel()
+        self.__dict__["vector_store"] = FakeVectorStore()
+
+
+@pytest.fixture
+def container(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> Iterator[FakeProvidersContainer]:
+    test_container = FakeProvidersContainer(settings, session_factory)
+    deps.use_container(test_container)
+    yield test_container
+    deps.use_container(None)
+
+
+@pytest.fixture
+async def client(container: FakeProvidersContainer) -> AsyncIterator[httpx.AsyncClient]:
+    api = create_api(container.settings)
+    transport = httpx.ASGITransport(app=api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def sqlite_only(database_url: str) -> None:
+    if not is_sqlite(database_url):
+        pytest.skip("SQLite-specific behaviour")

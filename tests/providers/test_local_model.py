@@ -1,0 +1,69 @@
+"""The embedded llama-server, for real: installed by the setup step, run by CI."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from histora.providers.chat_models import LocalChatModel
+from histora.providers.local_model import MODEL_ALIAS, LocalModelServer
+from histora.settings import Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _settings(tmp_path: Path, **values: object) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None, data_dir=tmp_path, local_model_port=_free_port(), **values
+    )
+
+
+def _chat_model(server: LocalModelServer) -> LocalChatModel:
+    return LocalChatModel(
+        installed_problem=server.installation_problem(),
+        provider_name="local",
+        base_url=server.base_url,
+        api_key=None,
+        models=[MODEL_ALIAS],
+        timeout_seconds=10,
+    )
+
+
+async def test_missing_binary_is_reported_with_a_fix(tmp_path: Path) -> None:
+    server = LocalModelServer(_settings(tmp_path, local_model_binary=tmp_path / "nope"))
+    problem = server.installation_problem()
+    assert problem is not None and "scripts/setup.sh" in problem
+    health = await _chat_model(server).check_health()
+    assert not health.ok and "not installed" in health.detail
+
+
+async def test_installed_server_not_running_is_unavailable(tmp_path: Path) -> None:
+    server = LocalModelServer(_settings(tmp_path))
+    health = await _chat_model(server).check_health()
+    assert not health.ok
+
+
+@pytest.mark.local_model
+async def test_server_starts_answers_health_and_stops(tmp_path: Path) -> None:
+    server = LocalModelServer(_settings(tmp_path, local_model_threads=1))
+    assert server.installation_problem() is None, "run ./scripts/setup.sh first"
+    async with server.run():
+        assert await server.is_healthy()
+        health = await _chat_model(server).check_health()
+        assert health.ok, health.detail
+    assert not await server.is_healthy()
+
+
+@pytest.mark.local_model
+async def test_second_runner_defers_to_the_lock_holder(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, local_model_threads=1)
+    first, second = LocalModelServer(settings), LocalModelServer(settings)
+    async with first.run(), second.run():
+        assert second._process is None
+        assert await second.is_healthy()

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from histora.errors import ConfigurationError
+from histora.settings import Settings
+
+
+def _settings(tmp_path: Path, **values: object) -> Settings:
+    return Settings(_env_file=None, data_dir=tmp_path, **values)  # type: ignore[call-arg]
+
+
+def test_defaults_are_embedded(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    assert settings.resolved_database_url.startswith("sqlite:///")
+    assert settings.resolved_model_provider == "local"
+    assert settings.auth_mode == "local"
+    assert settings.chroma_url is None and settings.redis_url is None
+
+
+def test_openai_key_switches_provider(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, openai_api_key="sk-test")
+    assert settings.resolved_model_provider == "openai"
+
+
+def test_development_secret_is_generated_once_and_private(tmp_path: Path) -> None:
+    first = _settings(tmp_path).signing_secret()
+    second = _settings(tmp_path).signing_secret()
+    assert first == second
+    assert len(first.encode()) >= 32
+    mode = (tmp_path / "secret_key").stat().st_mode
+    assert stat.S_IMODE(mode) == 0o600
+
+
+def test_production_requires_secret_and_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="HISTORA_SECRET_KEY"):
+        _settings(tmp_path, env="production").signing_secret()
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_short_secret_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="32 bytes"):
+        _settings(tmp_path, secret_key="too-short").signing_secret()
+
+
+def test_list_settings_accept_commas_and_json(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HISTORA_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("HISTORA_CHAT_MODELS", '["m/one", "m/two"]')
+    settings = _settings(tmp_path)
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.chat_models == ["m/one", "m/two"]
