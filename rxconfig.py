@@ -2,10 +2,12 @@
 
 import reflex as rx
 
-from histora.db import async_database_url, sync_database_url
+from histora.db import async_database_url, prepare_sqlite_file, sync_database_url
 from histora.settings import get_settings
 
 _settings = get_settings()
+# Reflex inspects the database before the app starts; give a fresh SQLite file a home.
+prepare_sqlite_file(_settings.resolved_database_url)
 
 config = rx.Config(
     app_name="histora",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -46,11 +47,10 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _prepare_sqlite_file(url: str) -> None:
+def prepare_sqlite_file(url: str) -> None:
+    """Create the folder of a SQLite file so the first connection can create it."""
     database = make_url(url).database
     if database and database != ":memory:":
-        from pathlib import Path
-
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -78,7 +78,7 @@ def configure_sqlite(engine: Any) -> None:
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     url = url or settings.resolved_database_url
     if is_sqlite(url):
-        _prepare_sqlite_file(url)
+        prepare_sqlite_file(url)
         engine = create_async_engine(
             async_database_url(url), echo=settings.database_echo, connect_args={"timeout": 30}
         )

@@ -45,7 +45,8 @@ class Settings(BaseSettings):
 
     # Runtime mode and local storage
     env: Literal["development", "production"] = "development"
-    data_dir: Path = PROJECT_ROOT / "data"
+    # Hidden, so the dev server's file watcher ignores the database and logs in it.
+    data_dir: Path = PROJECT_ROOT / ".data"
     secret_key: SecretStr | None = None
     log_level: str = "INFO"
     log_json: bool | None = None  # default: JSON in production, readable in development

@@ -5,4 +5,6 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$HISTORA_ROOT"
 ./scripts/setup.sh
+# Schema and seed catalogue first, so the app starts on a ready database.
+python -m histora.cli seed
 exec reflex run "$@"

@@ -16,15 +16,22 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
   "$python_bin" -m venv .venv
 fi
-req_file=requirements.txt
-[ "$dev" = 1 ] && req_file=requirements-dev.txt
-stamp=".venv/.installed-$(basename "$req_file")"
-want="$(cat requirements.txt "$req_file" | sha256sum | cut -d' ' -f1)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "==> installing Python dependencies from $req_file"
+# The dev set includes the runtime set, so either stamp satisfies a plain setup.
+runtime_hash="$(sha256sum requirements.txt | cut -d' ' -f1)"
+dev_hash="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+installed="$(cat .venv/.installed-requirements 2>/dev/null || true)"
+if [ "$dev" = 1 ]; then
+  if ! grep -qx "dev:$dev_hash" <<<"$installed"; then
+    echo "==> installing Python dependencies (with test tools)"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -r requirements-dev.txt
+    printf 'dev:%s\nruntime:%s\n' "$dev_hash" "$runtime_hash" > .venv/.installed-requirements
+  fi
+elif ! grep -qx "runtime:$runtime_hash" <<<"$installed"; then
+  echo "==> installing Python dependencies"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r "$req_file"
-  echo "$want" > "$stamp"
+  .venv/bin/python -m pip install -q -r requirements.txt
+  echo "runtime:$runtime_hash" > .venv/.installed-requirements
 fi
 
 # 2. bun for Reflex's frontend, from the npm registry into a project-local folder.

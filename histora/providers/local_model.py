@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import importlib.util
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -39,6 +43,13 @@ def default_weights() -> Path | None:
     return Path(spec.origin).parent / WEIGHTS_FILE
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: no orphaned model server if the app is killed."""
+    if sys.platform == "linux":
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class LocalModelServer:
     """Owns the llama-server process: start, health-check, restart, stop."""
 
@@ -51,7 +62,7 @@ class LocalModelServer:
         self.context = settings.local_model_context
         self.log_path = settings.data_dir / "local-model.log"
         self.lock_path = settings.data_dir / "local-model.lock"
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
@@ -95,13 +106,20 @@ class LocalModelServer:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log_file:
-            # The command is built from settings and paths, never from user input.
-            self._process = await asyncio.create_subprocess_exec(
-                *self._command(), stdout=log_file, stderr=asyncio.subprocess.STDOUT
+            # Popen on the loop's own thread, not asyncio's subprocess API: uvloop leaks
+            # the web server's listening sockets into the child, and the parent-death
+            # signal is tied to the thread that forked. The command comes from settings.
+            self._process = subprocess.Popen(  # noqa: S603, ASYNC220
+                self._command(),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                close_fds=True,
+                preexec_fn=_die_with_parent,
             )
         deadline = asyncio.get_running_loop().time() + ready_timeout
         while asyncio.get_running_loop().time() < deadline:
-            if self._process.returncode is not None:
+            if self._process.poll() is not None:
                 log.error(
                     "local_model.exited", code=self._process.returncode, log=str(self.log_path)
                 )
@@ -114,21 +132,21 @@ class LocalModelServer:
 
     async def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.returncode is not None:
+        if process is None or process.poll() is not None:
             return
         process.terminate()
         try:
-            await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
+            await asyncio.to_thread(process.wait, 10)
+        except subprocess.TimeoutExpired:
             process.kill()
-            await process.wait()
+            await asyncio.to_thread(process.wait)
         log.info("local_model.stopped")
 
     async def supervise(self, interval: float = 5.0) -> None:
         """Restart the server if it dies."""
         while True:
             await asyncio.sleep(interval)
-            if self._process is not None and self._process.returncode is not None:
+            if self._process is not None and self._process.poll() is not None:
                 log.warning("local_model.died", code=self._process.returncode)
                 self._process = None
                 await self.start()

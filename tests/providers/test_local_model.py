@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from histora.providers.chat_models import LocalChatModel
 from histora.providers.local_model import MODEL_ALIAS, LocalModelServer
@@ -67,3 +69,27 @@ async def test_second_runner_defers_to_the_lock_holder(tmp_path: Path) -> None:
     async with first.run(), second.run():
         assert second._process is None
         assert await second.is_healthy()
+
+
+@pytest.mark.local_model
+def test_server_does_not_inherit_our_sockets(tmp_path: Path) -> None:
+    """A leaked listening socket would keep the web port busy after the app exits.
+
+    Runs under uvloop, the loop the web server uses, whose subprocess support leaks
+    inheritable descriptors into children.
+    """
+
+    async def child_descriptors(inode: int) -> set[str]:
+        server = LocalModelServer(_settings(tmp_path, local_model_threads=1))
+        async with server.run():
+            assert server._process is not None
+            fd_dir = f"/proc/{server._process.pid}/fd"
+            return {os.readlink(f"{fd_dir}/{fd}") for fd in os.listdir(fd_dir)}
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.set_inheritable(True)
+        inode = os.fstat(listener.fileno()).st_ino
+        targets = uvloop.run(child_descriptors(inode))
+    assert f"socket:[{inode}]" not in targets
