@@ -23,7 +23,7 @@ def trait_badges(traits: rx.Var[list[str]], limit: int = 3) -> rx.Component:
     return rx.flex(
         rx.foreach(traits[:limit], lambda trait: rx.badge(trait, variant="soft", radius="full")),
         wrap="wrap",
-        gap="1",
+        gap="var(--space-1)",
     )
 
 
@@ -51,7 +51,7 @@ def character_card(character: rx.Var[CharacterCard]) -> rx.Component:
                 rx.text(character.short_bio, size="2", color=rx.color("gray", 12)),
                 trait_badges(character.traits),
                 direction="column",
-                gap="3",
+                gap="var(--space-3)",
             ),
             height="100%",
             class_name="character-card",

@@ -38,8 +38,8 @@ def navbar() -> rx.Component:
             align="center",
             max_width=CONTENT_MAX_WIDTH,
             margin_x="auto",
-            padding_x=rx.breakpoints(initial="4", md="6"),
-            padding_y="3",
+            padding_x=rx.breakpoints(initial="var(--space-4)", md="var(--space-6)"),
+            padding_y="var(--space-3)",
         ),
         as_="header",
         position="sticky",
@@ -49,6 +49,11 @@ def navbar() -> rx.Component:
         backdrop_filter="blur(8px)",
         border_bottom=f"1px solid {rx.color('gray', 4)}",
     )
+
+
+def _api_docs_url() -> str:
+    # The API lives on the backend, which is another port in development.
+    return f"{rx.config.get_config().api_url.rstrip('/')}/api/v1/docs"
 
 
 def footer() -> rx.Component:
@@ -61,20 +66,20 @@ def footer() -> rx.Component:
             ),
             rx.spacer(),
             rx.hstack(
-                rx.link("API docs", href="/api/v1/docs", size="2", is_external=True),
+                rx.link("API docs", href=_api_docs_url(), size="2", is_external=True),
                 rx.text(f"v{__version__}", size="2", color=rx.color("gray", 10)),
                 spacing="4",
             ),
             direction=rx.breakpoints(initial="column", sm="row"),
-            gap="3",
+            gap="var(--space-3)",
             max_width=CONTENT_MAX_WIDTH,
             margin_x="auto",
-            padding_x=rx.breakpoints(initial="4", md="6"),
-            padding_y="5",
+            padding_x=rx.breakpoints(initial="var(--space-4)", md="var(--space-6)"),
+            padding_y="var(--space-5)",
         ),
         as_="footer",
         border_top=f"1px solid {rx.color('gray', 4)}",
-        margin_top="8",
+        margin_top="var(--space-8)",
     )
 
 
@@ -87,8 +92,8 @@ def page_layout(*children: rx.Component) -> rx.Component:
             width="100%",
             max_width=CONTENT_MAX_WIDTH,
             margin_x="auto",
-            padding_x=rx.breakpoints(initial="4", md="6"),
-            padding_y="6",
+            padding_x=rx.breakpoints(initial="var(--space-4)", md="var(--space-6)"),
+            padding_y="var(--space-6)",
             flex="1",
         ),
         footer(),

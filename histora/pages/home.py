@@ -94,7 +94,7 @@ def _hero() -> rx.Component:
             max_width="640px",
         ),
         spacing="3",
-        padding_y="4",
+        padding_y="var(--space-4)",
     )
 
 
@@ -106,7 +106,7 @@ def _featured_row() -> rx.Component:
             rx.grid(
                 rx.foreach(HomeState.featured, character_card),
                 columns=rx.breakpoints(initial="1", sm="2", lg="3"),
-                gap="4",
+                gap="var(--space-4)",
                 width="100%",
             ),
             spacing="3",
@@ -138,7 +138,7 @@ def _category_filter() -> rx.Component:
             ),
         ),
         wrap="wrap",
-        gap="2",
+        gap="var(--space-2)",
         role="group",
         aria_label="Filter by category",
     )
@@ -165,7 +165,7 @@ def _catalogue() -> rx.Component:
             rx.spacer(),
             _search_box(),
             direction=rx.breakpoints(initial="column", md="row"),
-            gap="3",
+            gap="var(--space-3)",
             width="100%",
             align=rx.breakpoints(initial="start", md="center"),
         ),
@@ -183,7 +183,7 @@ def _catalogue() -> rx.Component:
         ),
         rx.cond(
             HomeState.loading,
-            rx.center(rx.spinner(size="3"), width="100%", padding="6"),
+            rx.center(rx.spinner(size="3"), width="100%", padding="var(--space-6)"),
             rx.cond(
                 HomeState.total == 0,
                 rx.vstack(
@@ -191,12 +191,12 @@ def _catalogue() -> rx.Component:
                     rx.button("Clear filters", on_click=HomeState.clear_filters, variant="soft"),
                     align="center",
                     width="100%",
-                    padding="6",
+                    padding="var(--space-6)",
                 ),
                 rx.grid(
                     rx.foreach(HomeState.characters, character_card),
                     columns=rx.breakpoints(initial="1", sm="2", md="3", lg="4"),
-                    gap="4",
+                    gap="var(--space-4)",
                     width="100%",
                     data_testid="catalogue-grid",
                 ),
