@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.db import SessionFactory, create_engine, create_session_factory, session_scope
 from histora.providers.chat_models import ChatModel, LocalChatModel, OpenAICompatibleChatModel
+from histora.providers.chat_types import ModelSpec
 from histora.providers.local_model import MODEL_ALIAS, LocalModelServer
 from histora.providers.vector_store import ChromaVectorStore, VectorStore
 from histora.settings import Settings, get_settings
@@ -46,21 +47,43 @@ class Container:
         settings = self.settings
         server = self.local_model_server
         if server is not None:
+            # llama-server splits its context evenly across its 2 parallel slots.
+            local = ModelSpec(
+                name=MODEL_ALIAS,
+                temperature=0.7,
+                max_tokens=384,
+                context_window=settings.local_model_context // 2,
+                first_token_timeout_seconds=settings.model_first_token_timeout_seconds,
+                total_timeout_seconds=settings.model_timeout_seconds,
+            )
             return LocalChatModel(
                 installed_problem=server.installation_problem(),
                 provider_name="local",
                 base_url=server.base_url,
                 api_key=None,
-                models=[MODEL_ALIAS],
+                models=[local],
                 timeout_seconds=settings.model_timeout_seconds,
+                retry_budget_seconds=settings.model_retry_budget_seconds,
             )
         api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        chain = [
+            ModelSpec(
+                name=name,
+                temperature=settings.model_temperature,
+                max_tokens=settings.model_max_tokens,
+                context_window=settings.model_context_window,
+                first_token_timeout_seconds=settings.model_first_token_timeout_seconds,
+                total_timeout_seconds=settings.model_timeout_seconds,
+            )
+            for name in settings.chat_models
+        ]
         return OpenAICompatibleChatModel(
             provider_name="openai-compatible",
             base_url=settings.openai_base_url,
             api_key=api_key,
-            models=settings.chat_models,
+            models=chain,
             timeout_seconds=settings.model_timeout_seconds,
+            retry_budget_seconds=settings.model_retry_budget_seconds,
         )
 
     @cached_property

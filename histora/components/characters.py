@@ -63,3 +63,13 @@ def character_card(character: rx.Var[CharacterCard]) -> rx.Component:
         data_testid="character-card",
         aria_label=character.name,
     )
+
+
+def figure_not_found() -> rx.Component:
+    return rx.vstack(
+        rx.heading("Figure not found", size="7"),
+        rx.text("There is no historical figure at this address."),
+        rx.link(rx.button("Browse the catalogue"), href="/"),
+        spacing="4",
+        align="start",
+    )

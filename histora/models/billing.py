@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Index, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from histora.models.base import (
+    BigIntegerId,
     StrEnum,
     created_at_field,
     enum_field,
@@ -33,7 +34,7 @@ class UsageEvent(SQLModel, table=True):
         Index("ix_usage_events_created", "created_at"),
     )
 
-    id: int | None = Field(default=None, sa_type=BigInteger, primary_key=True)
+    id: int | None = Field(default=None, sa_type=BigIntegerId, primary_key=True)
     user_id: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     session_id: uuid.UUID | None = Field(
         default=None, foreign_key="chat_sessions.id", ondelete="SET NULL"
@@ -71,7 +72,7 @@ class CreditLedgerEntry(SQLModel, table=True):
         Index("ix_credit_ledger_user_created", "user_id", "created_at"),
     )
 
-    id: int | None = Field(default=None, sa_type=BigInteger, primary_key=True)
+    id: int | None = Field(default=None, sa_type=BigIntegerId, primary_key=True)
     user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
     delta: int
     balance_after: int

@@ -18,6 +18,8 @@ from histora.models.base import (
     updated_at_field,
 )
 
+DEFAULT_TITLE = "New conversation"
+
 
 class MessageRole(StrEnum):
     USER = "user"
@@ -38,7 +40,7 @@ class ChatSession(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
     character_id: str = Field(foreign_key="characters.id", ondelete="CASCADE", index=True)
-    title: str = Field(default="New conversation", sa_type=String(200))
+    title: str = Field(default=DEFAULT_TITLE, sa_type=String(200))
     # Rolling summary of turns that no longer fit the model's context.
     summary: str = Field(default="", sa_type=Text)
     summarized_message_count: int = Field(default=0)
@@ -71,3 +73,31 @@ class ChatMessage(SQLModel, table=True):
     citations: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON, nullable=False)
     created_at: datetime = created_at_field()
     updated_at: datetime = updated_at_field()
+
+
+class ChatSessionPublic(SQLModel):
+    id: uuid.UUID
+    character_id: str
+    character_name: str
+    title: str
+    archived: bool
+    preview: str
+    created_at: datetime
+    updated_at: datetime
+    last_message_at: datetime | None
+
+
+class ChatMessagePublic(SQLModel):
+    id: uuid.UUID
+    session_id: uuid.UUID
+    role: MessageRole
+    content: str
+    status: MessageStatus
+    model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    credits_charged: int
+    error: str | None
+    client_message_id: str | None
+    citations: list[dict[str, Any]]
+    created_at: datetime

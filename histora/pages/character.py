@@ -5,7 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from histora import deps
-from histora.components.characters import portrait
+from histora.components.characters import figure_not_found, portrait
 from histora.components.layout import page_layout
 from histora.models.characters import CharacterPublic
 from histora.services import characters as characters_service
@@ -113,16 +113,6 @@ def _profile(character: rx.Var[CharacterPublic]) -> rx.Component:
     )
 
 
-def _not_found() -> rx.Component:
-    return rx.vstack(
-        rx.heading("Figure not found", size="7"),
-        rx.text("There is no historical figure at this address."),
-        rx.link(rx.button("Browse the catalogue"), href="/"),
-        spacing="4",
-        align="start",
-    )
-
-
 @rx.page(route="/characters/[character_id]", title="Histora", on_load=CharacterPageState.load)
 def character_page() -> rx.Component:
     return page_layout(
@@ -131,7 +121,7 @@ def character_page() -> rx.Component:
             _profile(CharacterPageState.character.to(CharacterPublic)),
             rx.cond(
                 CharacterPageState.not_found,
-                _not_found(),
+                figure_not_found(),
                 rx.center(rx.spinner(size="3"), padding="var(--space-8)"),
             ),
         ),

@@ -63,6 +63,8 @@ class LocalModelServer:
         self.log_path = settings.data_dir / "local-model.log"
         self.lock_path = settings.data_dir / "local-model.lock"
         self._process: subprocess.Popen[bytes] | None = None
+        # The supervisor and a caller may both try to restart a dead server.
+        self._start_lock = asyncio.Lock()
 
     @property
     def base_url(self) -> str:
@@ -98,6 +100,10 @@ class LocalModelServer:
         ]  # fmt: skip
 
     async def start(self, ready_timeout: float = 60.0) -> None:
+        async with self._start_lock:
+            await self._start(ready_timeout)
+
+    async def _start(self, ready_timeout: float) -> None:
         if await self.is_healthy():
             return
         problem = self.installation_problem()

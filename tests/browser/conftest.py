@@ -58,9 +58,10 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         **os.environ,
         "HISTORA_DATA_DIR": str(data_dir),
         "HISTORA_DATABASE_URL": f"sqlite:///{data_dir / 'app.db'}",
-        "HISTORA_LOCAL_MODEL_AUTOSTART": "false",
+        # The real embedded model server, on a port of its own.
+        "HISTORA_LOCAL_MODEL_PORT": str(_free_port()),
+        "HISTORA_MODEL_PROVIDER": "local",
         "HISTORA_SECRET_KEY": "browser-test-secret-" + "x" * 32,
-        "HISTORA_ENV": "production",
         # The websocket is refused from origins not listed here, as in production.
         "HISTORA_CORS_ORIGINS": f"http://127.0.0.1:{port}",
     }

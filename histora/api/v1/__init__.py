@@ -2,8 +2,9 @@
 
 from fastapi import APIRouter
 
-from histora.api.v1 import characters, health
+from histora.api.v1 import characters, chat, health
 
 router = APIRouter()
 router.include_router(health.router)
 router.include_router(characters.router)
+router.include_router(chat.router)

@@ -1,0 +1,66 @@
+"""Chat pieces: message bubbles (safe markdown), the draft bubble, status notes."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from histora.models.chat import ChatMessagePublic
+
+
+def safe_markdown(text: rx.Var[str] | str) -> rx.Component:
+    # use_raw=False: model output is untrusted, raw HTML in it must never render.
+    return rx.markdown(text, use_raw=False, class_name="chat-markdown")
+
+
+def _bubble(*children: rx.Component, mine: bool | rx.Var[bool], test_id: str) -> rx.Component:
+    return rx.box(
+        *children,
+        background_color=rx.cond(mine, rx.color("amber", 4), rx.color("gray", 3)),
+        padding_x="var(--space-4)",
+        padding_y="var(--space-2)",
+        border_radius="14px",
+        max_width=rx.breakpoints(initial="92%", md="78%"),
+        align_self=rx.cond(mine, "flex-end", "flex-start"),
+        data_testid=test_id,
+    )
+
+
+def _status_note(message: rx.Var[ChatMessagePublic]) -> rx.Component:
+    return rx.match(
+        message.status,
+        ("stopped", rx.text("Stopped", size="1", color=rx.color("gray", 10))),
+        (
+            "failed",
+            rx.text(
+                "This reply failed before it finished.",
+                size="1",
+                color=rx.color("red", 11),
+                data_testid="failed-note",
+            ),
+        ),
+        rx.fragment(),
+    )
+
+
+def message_bubble(message: rx.Var[ChatMessagePublic]) -> rx.Component:
+    mine = message.role == "user"
+    return _bubble(
+        rx.cond(
+            mine, rx.text(message.content, white_space="pre-wrap"), safe_markdown(message.content)
+        ),
+        _status_note(message),
+        mine=mine,
+        test_id=rx.cond(mine, "user-message", "assistant-message"),
+    )
+
+
+def draft_bubble(draft: rx.Var[str]) -> rx.Component:
+    return _bubble(
+        rx.cond(
+            draft == "",
+            rx.hstack(rx.spinner(size="1"), rx.text("Thinking…", size="2"), align="center"),
+            safe_markdown(draft),
+        ),
+        mine=False,
+        test_id="draft-message",
+    )

@@ -1,0 +1,177 @@
+"""State of the chat page: a thin adapter over services.chat and conversations."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import reflex as rx
+
+from histora import deps
+from histora.errors import HistoraError
+from histora.models.characters import CharacterPublic
+from histora.models.chat import ChatMessagePublic, ChatSessionPublic
+from histora.services import characters as characters_service
+from histora.services import chat as chat_service
+from histora.services import conversations, users
+
+FLUSH_SECONDS = 0.05  # DESIGN rule 10: flush the draft in batches, not per token
+
+
+def _route_character_id(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _parse_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+class ChatState(rx.State):
+    character: CharacterPublic | None = None
+    not_found: bool = False
+    sessions: list[ChatSessionPublic] = []
+    session_id: str = ""
+    messages: list[ChatMessagePublic] = []
+    draft: str = ""
+    streaming: bool = False
+    error: str = ""
+    _turn: chat_service.PreparedTurn | None = None
+    _stop_requested: bool = False
+
+    @rx.var
+    def can_regenerate(self) -> bool:
+        return not self.streaming and bool(self.messages) and self.messages[-1].role == "assistant"
+
+    async def _refresh_sessions(self) -> None:
+        if self.character is None:
+            return
+        async with deps.db_session() as db:
+            actor = await users.current_actor(db, settings=deps.get_container().settings)
+            page = await conversations.list_sessions(
+                db, actor=actor, character_id=self.character.id
+            )
+        self.sessions = page.items
+
+    @rx.event
+    async def load(self) -> None:
+        self.error, self.draft, self.streaming = "", "", False
+        character_id = _route_character_id(str(self.router.url.path))
+        async with deps.db_session() as db:
+            found = await characters_service.get_published(db, character_id=character_id)
+        self.not_found = found is None
+        self.character = (
+            CharacterPublic.model_validate(found, from_attributes=True) if found else None
+        )
+        self.session_id, self.messages = "", []
+        if self.character is None:
+            return
+        try:
+            await self._refresh_sessions()
+            requested = _parse_uuid(self.router.url.query_parameters.get("session", ""))
+            if requested is not None:
+                await self._open(requested)
+        except HistoraError as exc:
+            self.error = exc.public_message
+
+    async def _open(self, session_id: uuid.UUID) -> None:
+        async with deps.db_session() as db:
+            actor = await users.current_actor(db, settings=deps.get_container().settings)
+            session = await conversations.get_session(db, actor=actor, session_id=session_id)
+            page = await conversations.list_messages(
+                db, actor=actor, session_id=session_id, limit=500
+            )
+        if self.character is None or session.character_id != self.character.id:
+            return
+        self.session_id, self.messages = str(session.id), page.items
+
+    @rx.event
+    def new_session(self) -> rx.event.EventSpec | None:
+        if self.streaming or self.character is None:
+            return None
+        self.session_id, self.messages, self.error = "", [], ""
+        return rx.redirect(f"/chat/{self.character.id}")
+
+    @rx.event
+    async def send(self, form: dict[str, str]) -> rx.event.EventSpec | None:
+        return await self._begin(form.get("message", ""))
+
+    @rx.event
+    async def ask(self, question: str) -> rx.event.EventSpec | None:
+        return await self._begin(question)
+
+    async def _begin(self, text: str, *, regenerate: bool = False) -> rx.event.EventSpec | None:
+        if self.streaming or self.character is None:
+            return None  # guards double submission
+        self.error = ""
+        try:
+            async with deps.db_session() as db:
+                actor = await users.current_actor(db, settings=deps.get_container().settings)
+                if not self.session_id:
+                    created = await conversations.create_session(
+                        db, actor=actor, character_id=self.character.id
+                    )
+                    self.session_id = str(created.id)
+                session_id = uuid.UUID(self.session_id)
+                if regenerate:
+                    turn = await chat_service.start_regenerate(
+                        db, actor=actor, session_id=session_id
+                    )
+                    self.messages = self.messages[:-1]
+                else:
+                    turn = await chat_service.start_turn(
+                        db, actor=actor, session_id=session_id, content=text
+                    )
+                    self.messages = [*self.messages, turn.user_message]
+        except HistoraError as exc:
+            self.error = exc.public_message
+            return None
+        self._turn, self._stop_requested = turn, False
+        self.streaming, self.draft = True, ""
+        return ChatState.stream_reply
+
+    @rx.event
+    async def regenerate(self) -> rx.event.EventSpec | None:
+        return await self._begin("", regenerate=True)
+
+    @rx.event
+    def stop(self) -> None:
+        self._stop_requested = True
+
+    @rx.event(background=True)
+    async def stream_reply(self) -> None:
+        async with self:
+            turn = self._turn
+        if turn is None:
+            return
+        container = deps.get_container()
+        stop = [False]
+        pending: list[str] = []
+        last_flush = time.monotonic()
+        final: chat_service.ReplyDone | chat_service.ReplyFailed | None = None
+        async for event in chat_service.stream_turn(
+            container.db_session,
+            turn=turn,
+            chat_model=container.chat_model,
+            should_stop=lambda: stop[0],
+        ):
+            if isinstance(event, chat_service.ReplyDelta):
+                pending.append(event.text)
+                if time.monotonic() - last_flush >= FLUSH_SECONDS:
+                    async with self:
+                        self.draft += "".join(pending)
+                        stop[0] = self._stop_requested
+                    pending.clear()
+                    last_flush = time.monotonic()
+            else:
+                final = event
+        async with self:
+            if final is not None:
+                self.messages = [*self.messages, final.message]
+                if isinstance(final, chat_service.ReplyFailed):
+                    self.error = final.public_message
+            self.draft, self.streaming, self._turn = "", False, None
+        async with self:
+            await self._refresh_sessions()

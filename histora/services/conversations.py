@@ -1,0 +1,211 @@
+"""Chat sessions: create, list with previews, rename, archive, delete; messages.
+
+Every function takes the acting user and only ever returns that user's data; a
+session of someone else is reported as not found, so ids leak nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from histora.errors import InvalidInputError, NotFoundError
+from histora.models import Character, ChatMessage, ChatSession, User
+from histora.models.base import Page, utcnow
+from histora.models.chat import ChatMessagePublic, ChatSessionPublic
+from histora.services import characters as characters_service
+
+TITLE_MAX_LENGTH = 200
+PREVIEW_LENGTH = 140
+
+
+def message_public(message: ChatMessage) -> ChatMessagePublic:
+    return ChatMessagePublic.model_validate(message, from_attributes=True)
+
+
+def _session_public(
+    session: ChatSession, *, character_name: str, preview: str
+) -> ChatSessionPublic:
+    return ChatSessionPublic(
+        id=session.id,
+        character_id=session.character_id,
+        character_name=character_name,
+        title=session.title,
+        archived=session.archived,
+        preview=preview,
+        created_at=session.created_at,
+        updated_at=session.updated_at,
+        last_message_at=session.last_message_at,
+    )
+
+
+async def get_owned(db: AsyncSession, *, actor: User, session_id: uuid.UUID) -> ChatSession | None:
+    session = await db.get(ChatSession, session_id)
+    if session is None or session.user_id != actor.id:
+        return None
+    return session
+
+
+async def get_owned_or_raise(
+    db: AsyncSession, *, actor: User, session_id: uuid.UUID
+) -> ChatSession:
+    session = await get_owned(db, actor=actor, session_id=session_id)
+    if session is None:
+        raise NotFoundError("No such conversation.")
+    return session
+
+
+async def _describe(db: AsyncSession, session: ChatSession) -> ChatSessionPublic:
+    character = await db.get(Character, session.character_id)
+    last = (
+        await db.exec(
+            select(ChatMessage.content)
+            .where(ChatMessage.session_id == session.id)
+            .order_by(col(ChatMessage.created_at).desc())
+            .limit(1)
+        )
+    ).first()
+    return _session_public(
+        session,
+        character_name=character.name if character else session.character_id,
+        preview=(last or "")[:PREVIEW_LENGTH],
+    )
+
+
+async def create_session(db: AsyncSession, *, actor: User, character_id: str) -> ChatSessionPublic:
+    character = await characters_service.get_published(db, character_id=character_id)
+    if character is None:
+        raise NotFoundError(f"No historical figure with id '{character_id}'.")
+    session = ChatSession(user_id=actor.id, character_id=character.id)
+    db.add(session)
+    await db.commit()
+    return _session_public(session, character_name=character.name, preview="")
+
+
+async def get_session(db: AsyncSession, *, actor: User, session_id: uuid.UUID) -> ChatSessionPublic:
+    return await _describe(db, await get_owned_or_raise(db, actor=actor, session_id=session_id))
+
+
+async def list_sessions(
+    db: AsyncSession,
+    *,
+    actor: User,
+    character_id: str | None = None,
+    include_archived: bool = False,
+    offset: int = 0,
+    limit: int = 50,
+) -> Page[ChatSessionPublic]:
+    """The actor's sessions, most recently active first, each with a preview."""
+    statement = select(ChatSession).where(ChatSession.user_id == actor.id)
+    if character_id:
+        statement = statement.where(ChatSession.character_id == character_id)
+    if not include_archived:
+        statement = statement.where(col(ChatSession.archived).is_(False))
+    total = (await db.exec(select(func.count()).select_from(statement.subquery()))).one()
+    sessions = (
+        await db.exec(
+            statement.order_by(col(ChatSession.updated_at).desc()).offset(offset).limit(limit)
+        )
+    ).all()
+    previews = await _last_messages(db, [s.id for s in sessions])
+    names = await _character_names(db, {s.character_id for s in sessions})
+    return Page[ChatSessionPublic](
+        items=[
+            _session_public(
+                s,
+                character_name=names.get(s.character_id, s.character_id),
+                preview=previews.get(s.id, "")[:PREVIEW_LENGTH],
+            )
+            for s in sessions
+        ],
+        total=total,
+    )
+
+
+async def _last_messages(db: AsyncSession, session_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not session_ids:
+        return {}
+    ranked = (
+        select(
+            col(ChatMessage.session_id),
+            col(ChatMessage.content),
+            func.row_number()
+            .over(
+                partition_by=col(ChatMessage.session_id),
+                order_by=col(ChatMessage.created_at).desc(),
+            )
+            .label("rank"),
+        )
+        .where(col(ChatMessage.session_id).in_(session_ids))
+        .subquery()
+    )
+    rows = await db.exec(select(ranked.c.session_id, ranked.c.content).where(ranked.c.rank == 1))
+    return {session_id: content for session_id, content in rows.all()}
+
+
+async def _character_names(db: AsyncSession, ids: set[str]) -> dict[str, str]:
+    if not ids:
+        return {}
+    rows = await db.exec(select(Character.id, Character.name).where(col(Character.id).in_(ids)))
+    return dict(rows.all())
+
+
+async def rename_session(
+    db: AsyncSession, *, actor: User, session_id: uuid.UUID, title: str
+) -> ChatSessionPublic:
+    clean = " ".join(title.split())
+    if not clean:
+        raise InvalidInputError("A title cannot be empty.")
+    if len(clean) > TITLE_MAX_LENGTH:
+        raise InvalidInputError(f"A title is limited to {TITLE_MAX_LENGTH} characters.")
+    session = await get_owned_or_raise(db, actor=actor, session_id=session_id)
+    session.title = clean
+    db.add(session)
+    await db.commit()
+    return await _describe(db, session)
+
+
+async def set_archived(
+    db: AsyncSession, *, actor: User, session_id: uuid.UUID, archived: bool
+) -> ChatSessionPublic:
+    session = await get_owned_or_raise(db, actor=actor, session_id=session_id)
+    session.archived = archived
+    db.add(session)
+    await db.commit()
+    return await _describe(db, session)
+
+
+async def delete_session(db: AsyncSession, *, actor: User, session_id: uuid.UUID) -> None:
+    session = await get_owned_or_raise(db, actor=actor, session_id=session_id)
+    await db.delete(session)
+    await db.commit()
+
+
+async def list_messages(
+    db: AsyncSession,
+    *,
+    actor: User,
+    session_id: uuid.UUID,
+    offset: int = 0,
+    limit: int = 100,
+) -> Page[ChatMessagePublic]:
+    """Messages in conversation order (oldest first)."""
+    await get_owned_or_raise(db, actor=actor, session_id=session_id)
+    statement = select(ChatMessage).where(ChatMessage.session_id == session_id)
+    total = (await db.exec(select(func.count()).select_from(statement.subquery()))).one()
+    rows = await db.exec(
+        statement.order_by(col(ChatMessage.created_at), col(ChatMessage.id))
+        .offset(offset)
+        .limit(limit)
+    )
+    return Page[ChatMessagePublic](items=[message_public(m) for m in rows], total=total)
+
+
+def touch(session: ChatSession) -> None:
+    """Mark the session as just active (it sorts first in the list)."""
+    now = utcnow()
+    session.updated_at = now
+    session.last_message_at = now

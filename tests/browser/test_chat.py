@@ -1,0 +1,61 @@
+"""A visitor chats with Socrates in a real browser, on the real local model."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+
+def _draft_lengths(page: Page, seconds: float) -> list[int]:
+    """Observe the streaming reply's length several times."""
+    lengths: list[int] = []
+    draft = page.get_by_test_id("draft-message")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and draft.count():
+        try:
+            lengths.append(len(draft.inner_text(timeout=500)))
+        except Exception:  # noqa: BLE001 - the draft disappears when the reply ends
+            break
+        time.sleep(0.15)
+    return lengths
+
+
+def test_chat_streams_stops_and_regenerates(app_url: str, page: Page) -> None:
+    page.goto(f"{app_url}/characters/socrates")
+    page.get_by_test_id("start-chat").click()
+    expect(page.get_by_test_id("starter-chip")).to_have_count(3)
+
+    page.get_by_label("Your message").fill("Tell me, what is the good life?")
+    page.get_by_test_id("send").click()
+    expect(page.get_by_test_id("user-message")).to_have_text("Tell me, what is the good life?")
+    expect(page.get_by_test_id("draft-message")).to_be_visible()
+    lengths = _draft_lengths(page, seconds=20)
+    growing = [b for a, b in itertools.pairwise(lengths) if b > a]
+    assert len(growing) >= 2, f"reply did not visibly stream: {lengths}"
+    expect(page.get_by_test_id("assistant-message")).to_have_count(1, timeout=90_000)
+    first_reply = page.get_by_test_id("assistant-message").inner_text()
+    assert first_reply.strip()
+
+    page.get_by_label("Your message").fill("Explain it again, at great length, please.")
+    page.get_by_test_id("send").click()
+    expect(page.get_by_test_id("stop")).to_be_visible()
+    expect(page.get_by_test_id("draft-message")).not_to_have_text("Thinking…", timeout=30_000)
+    page.get_by_test_id("stop").click()
+    expect(page.get_by_test_id("assistant-message")).to_have_count(2, timeout=30_000)
+    expect(page.get_by_test_id("assistant-message").nth(1)).to_contain_text("Stopped")
+
+    page.get_by_test_id("regenerate").click()
+    expect(page.get_by_test_id("draft-message")).to_be_visible()
+    expect(page.get_by_test_id("assistant-message")).to_have_count(2, timeout=90_000)
+    expect(page.get_by_test_id("regenerate")).to_be_visible(timeout=90_000)
+    assert "Stopped" not in page.get_by_test_id("assistant-message").nth(1).inner_text()
+
+    # The conversation is in the sidebar and reachable by its URL.
+    expect(page.get_by_test_id("session-link")).to_have_count(1)
+    page.get_by_test_id("session-link").click()
+    expect(page.get_by_test_id("user-message")).to_have_count(2)

@@ -1,0 +1,292 @@
+"""One chat turn against the fake model on a real database."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from histora.errors import ConflictError, InvalidInputError, NotFoundError
+from histora.models import ChatMessage, ChatSession, MessageStatus, UsageEvent, UsageKind, User
+from histora.providers.chat_types import Completion, ModelAttempt, ModelSpec, ModelUnavailableError
+from histora.providers.fakes import FakeChatModel
+from histora.services import chat as chat_service
+from histora.services import conversations
+from tests.conftest import FakeProvidersContainer
+from tests.factories import make_user
+
+
+async def _session(db: AsyncSession, user: User, character_id: str = "socrates") -> uuid.UUID:
+    return (await conversations.create_session(db, actor=user, character_id=character_id)).id
+
+
+async def _run(
+    container: FakeProvidersContainer,
+    turn: chat_service.PreparedTurn,
+    model: FakeChatModel,
+    **kwargs: object,
+) -> tuple[str, chat_service.TurnEvent]:
+    text, last = "", None
+    async for event in chat_service.stream_turn(
+        container.db_session,
+        turn=turn,
+        chat_model=model,
+        **kwargs,  # type: ignore[arg-type]
+    ):
+        if isinstance(event, chat_service.ReplyDelta):
+            text += event.text
+        else:
+            last = event
+    assert last is not None
+    return text, last
+
+
+async def _messages(db: AsyncSession, session_id: uuid.UUID) -> list[ChatMessage]:
+    db.expunge_all()
+    rows = await db.exec(
+        select(ChatMessage)
+        .where(ChatMessage.session_id == session_id)
+        .order_by(ChatMessage.created_at)  # type: ignore[arg-type]
+    )
+    return list(rows.all())
+
+
+async def test_turn_streams_and_saves_reply(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    model = FakeChatModel(reply="Know thyself, friend.", chunk_size=3)
+    turn = await chat_service.start_turn(
+        db, actor=user, session_id=session_id, content="Who are you?"
+    )
+    text, done = await _run(container, turn, model)
+
+    assert text == "Know thyself, friend."
+    assert isinstance(done, chat_service.ReplyDone)
+    assert done.message.status == MessageStatus.COMPLETE and done.message.content == text
+    saved = await _messages(db, session_id)
+    assert [(m.role, m.status) for m in saved] == [("user", "complete"), ("assistant", "complete")]
+    # No provider usage: tokens are estimated, never zero for a real prompt.
+    assert saved[1].prompt_tokens > 0 and saved[1].completion_tokens > 0
+    prompt = model.calls[0]
+    assert prompt[0].role == "system" and "I am Socrates" in prompt[0].content
+    assert prompt[-1].content == "Who are you?"
+
+
+async def test_provider_token_counts_are_stored(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    model = FakeChatModel(reply="Yes.", prompt_tokens=321, completion_tokens=7)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Well?")
+    _, done = await _run(container, turn, model)
+    assert (done.message.prompt_tokens, done.message.completion_tokens) == (321, 7)
+    usage = (
+        await db.exec(select(UsageEvent).where(UsageEvent.message_id == done.message.id))
+    ).one()
+    assert (usage.kind, usage.prompt_tokens, usage.completion_tokens) == (UsageKind.CHAT, 321, 7)
+    assert usage.user_id == user.id
+
+
+async def test_user_message_is_saved_before_the_model_fails(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Hello?")
+    assert (await _messages(db, session_id))[0].content == "Hello?"
+    _, failed = await _run(container, turn, FakeChatModel(fail_before_first_token=True))
+    assert isinstance(failed, chat_service.ReplyFailed)
+    assert failed.code == "model_unavailable"
+    saved = await _messages(db, session_id)
+    assert [m.status for m in saved] == ["complete", "failed"]
+    assert saved[1].error
+
+
+async def test_failure_mid_reply_keeps_the_partial_text(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    model = FakeChatModel(reply="The unexamined life is not worth living.", fail_after_chars=12)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Advice?")
+    text, failed = await _run(container, turn, model)
+    assert isinstance(failed, chat_service.ReplyFailed)
+    assert text == "The unexamin"
+    assert failed.message.content == text and failed.message.status == MessageStatus.FAILED
+
+
+async def test_stop_saves_a_stopped_partial_reply(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    model = FakeChatModel(reply="a" * 100, chunk_size=10)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Go on")
+    seen: list[str] = []
+    text, done = await _run(
+        container, turn, model, should_stop=lambda: len(seen.append("x") or seen) >= 3
+    )
+    assert isinstance(done, chat_service.ReplyDone)
+    assert done.message.status == MessageStatus.STOPPED
+    assert text == "a" * 30 and done.message.content == text
+
+
+async def test_client_going_away_saves_what_was_streamed(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Hi")
+    stream = chat_service.stream_turn(
+        container.db_session, turn=turn, chat_model=FakeChatModel(reply="abcdefgh", chunk_size=2)
+    )
+    first = await anext(stream)
+    assert first == chat_service.ReplyDelta("ab")
+    await stream.aclose()
+    saved = await _messages(db, session_id)
+    assert (saved[1].status, saved[1].content) == (MessageStatus.STOPPED, "ab")
+
+
+async def test_retried_send_is_not_duplicated(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    model = FakeChatModel(reply="Once only.")
+    first = await chat_service.start_turn(
+        db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
+    )
+    await _run(container, first, model)
+    again = await chat_service.start_turn(
+        db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
+    )
+    text, done = await _run(container, again, model)
+    assert text == "Once only." and isinstance(done, chat_service.ReplyDone)
+    assert again.user_message.id == first.user_message.id
+    assert len(model.calls) == 1
+    assert len(await _messages(db, session_id)) == 2
+
+
+async def test_send_while_replying_is_refused(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    await chat_service.start_turn(db, actor=user, session_id=session_id, content="First")
+    with pytest.raises(ConflictError):
+        await chat_service.start_turn(db, actor=user, session_id=session_id, content="Second")
+
+
+async def test_regenerate_replaces_the_last_reply(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Q")
+    await _run(container, turn, FakeChatModel(reply="First answer."))
+    again = await chat_service.start_regenerate(db, actor=user, session_id=session_id)
+    _, done = await _run(container, again, FakeChatModel(reply="Second answer."))
+    saved = await _messages(db, session_id)
+    assert [m.content for m in saved] == ["Q", "Second answer."]
+    assert done.message.content == "Second answer."
+
+
+async def test_regenerate_without_a_reply_is_invalid(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    with pytest.raises(InvalidInputError):
+        await chat_service.start_regenerate(db, actor=user, session_id=session_id)
+
+
+@pytest.mark.parametrize("content", ["", "   ", "x" * (chat_service.MAX_MESSAGE_CHARS + 1)])
+async def test_bad_message_is_invalid(db: AsyncSession, content: str) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    with pytest.raises(InvalidInputError):
+        await chat_service.start_turn(db, actor=user, session_id=session_id, content=content)
+
+
+async def test_another_users_session_is_not_found(db: AsyncSession) -> None:
+    owner, stranger = await make_user(db), await make_user(db)
+    session_id = await _session(db, owner)
+    with pytest.raises(NotFoundError):
+        await chat_service.start_turn(db, actor=stranger, session_id=session_id, content="Hi")
+    with pytest.raises(NotFoundError):
+        await conversations.list_messages(db, actor=stranger, session_id=session_id)
+    with pytest.raises(NotFoundError):
+        await conversations.delete_session(db, actor=stranger, session_id=session_id)
+
+
+async def test_first_message_names_the_session(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    await chat_service.start_turn(db, actor=user, session_id=session_id, content="What is piety?")
+    page = await conversations.list_sessions(db, actor=user)
+    assert page.items[0].title == "What is piety?"
+    assert page.items[0].preview == ""  # the reply placeholder is the newest message
+
+
+async def test_long_conversations_fold_into_a_summary(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    small = [ModelSpec(name="tiny", max_tokens=100, context_window=1100)]
+    for i in range(8):  # a roomy model first: nothing is folded yet
+        turn = await chat_service.start_turn(
+            db, actor=user, session_id=session_id, content=f"Question {i} " + "q" * 300
+        )
+        await _run(container, turn, FakeChatModel(reply=f"Answer {i} " + "a" * 300))
+    model = FakeChatModel(
+        replies=["SUMMARY: they discussed many questions.", "Final answer."], models=small
+    )
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="And now?")
+    text, _ = await _run(container, turn, model)
+
+    assert text == "Final answer."
+    summary_call, answer_call = model.calls[-2], model.calls[-1]
+    assert "Question 0" in summary_call[-1].content
+    assert "SUMMARY: they discussed" in answer_call[0].content
+    assert not any("Question 0" in m.content for m in answer_call)
+    db.expunge_all()
+    session = await db.get(ChatSession, session_id)
+    assert session is not None and session.summary.startswith("SUMMARY")
+    assert session.summarized_message_count > 0
+    summaries = (
+        await db.exec(select(UsageEvent).where(UsageEvent.kind == UsageKind.SUMMARY))
+    ).all()
+    assert len(summaries) >= 1
+
+
+class _NoSummaries(FakeChatModel):
+    """Answers, but cannot write summaries."""
+
+    async def complete(self, messages: object, *, max_tokens: int | None = None) -> Completion:
+        raise ModelUnavailableError([ModelAttempt(model="tiny", error="down")])
+
+
+async def test_summary_failure_falls_back_without_failing_the_turn(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    small = [ModelSpec(name="tiny", max_tokens=100, context_window=900)]
+    model = _NoSummaries(reply="ok " + "a" * 300, models=small)
+    for i in range(6):
+        turn = await chat_service.start_turn(
+            db, actor=user, session_id=session_id, content=f"Question {i} " + "q" * 300
+        )
+        _, done = await _run(container, turn, model)
+        assert isinstance(done, chat_service.ReplyDone)
+    db.expunge_all()
+    session = await db.get(ChatSession, session_id)
+    assert session is not None and "Earlier the visitor asked about" in session.summary

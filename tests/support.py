@@ -1,0 +1,48 @@
+"""Test helpers: parse server-sent events; serve an ASGI app on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+
+
+def parse_sse(body: str) -> list[tuple[str, Any]]:
+    """Frames as (event, decoded data), checking the framing is well formed."""
+    events: list[tuple[str, Any]] = []
+    assert body.endswith("\n\n"), "every frame ends with a blank line"
+    for frame in body.strip("\n").split("\n\n"):
+        lines = frame.split("\n")
+        assert len(lines) == 2, f"unexpected frame: {frame!r}"
+        assert lines[0].startswith("event: ") and lines[1].startswith("data: ")
+        events.append((lines[0][len("event: ") :], json.loads(lines[1][len("data: ") :])))
+    return events
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: ASGIApp) -> AsyncIterator[str]:
+    """Run the app with uvicorn in this event loop (so it shares the test's database)."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no started event
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
