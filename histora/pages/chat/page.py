@@ -8,29 +8,61 @@ from histora.components.characters import figure_not_found, portrait
 from histora.components.chat import draft_bubble, message_bubble
 from histora.components.layout import page_layout
 from histora.models.chat import ChatSessionPublic
+from histora.pages.chat.sessions_state import ChatSessionsState
 from histora.pages.chat.state import ChatState
 from histora.services.chat import MAX_MESSAGE_CHARS
 
 
-def _session_link(session: rx.Var[ChatSessionPublic]) -> rx.Component:
-    active = ChatState.session_id == session.id.to(str)
-    return rx.link(
-        rx.box(
-            rx.text(session.title, size="2", weight="medium", trim="both", truncate=True),
-            rx.text(session.preview, size="1", color=rx.color("gray", 10), truncate=True),
-            padding="var(--space-2)",
-            border_radius="8px",
-            background_color=rx.cond(active, rx.color("amber", 3), "transparent"),
-            _hover={"background_color": rx.color("gray", 3)},
+def _session_menu(session: rx.Var[ChatSessionPublic]) -> rx.Component:
+    return rx.menu.root(
+        rx.menu.trigger(
+            rx.icon_button(
+                rx.icon("ellipsis", size=14),
+                variant="ghost",
+                size="1",
+                aria_label="Conversation actions",
+                data_testid="session-menu",
+            )
         ),
-        href="/chat/" + ChatState.character.id + "?session=" + session.id.to(str),
-        underline="none",
-        color="inherit",
-        data_testid="session-link",
+        rx.menu.content(
+            rx.menu.item("Archive", on_click=ChatSessionsState.archive(session.id.to(str))),
+            rx.menu.item(
+                "Delete…",
+                color="red",
+                on_click=ChatSessionsState.ask_delete(session.id.to(str)),
+                data_testid="session-delete",
+            ),
+        ),
     )
 
 
-def _sidebar() -> rx.Component:
+def _session_link(session: rx.Var[ChatSessionPublic]) -> rx.Component:
+    active = ChatState.session_id == session.id.to(str)
+    return rx.hstack(
+        rx.link(
+            rx.box(
+                rx.text(session.title, size="2", weight="medium", truncate=True),
+                rx.text(session.preview, size="1", color=rx.color("gray", 10), truncate=True),
+                min_width="0",
+            ),
+            href="/chat/" + ChatState.character.id + "?session=" + session.id.to(str),
+            underline="none",
+            color="inherit",
+            flex="1",
+            min_width="0",
+            data_testid="session-link",
+        ),
+        _session_menu(session),
+        align="center",
+        width="100%",
+        padding="var(--space-2)",
+        border_radius="8px",
+        background_color=rx.cond(active, rx.color("amber", 3), "transparent"),
+        _hover={"background_color": rx.color("gray", 3)},
+    )
+
+
+def _session_list() -> rx.Component:
     return rx.vstack(
         rx.button(
             rx.icon("plus"),
@@ -43,6 +75,52 @@ def _sidebar() -> rx.Component:
         spacing="1",
         width="100%",
         data_testid="session-list",
+    )
+
+
+def _phone_sessions() -> rx.Component:
+    """On a phone the list sits behind a button instead of a sidebar."""
+    return rx.box(
+        rx.popover.root(
+            rx.popover.trigger(
+                rx.button(rx.icon("messages-square"), "Conversations", variant="soft", size="2")
+            ),
+            rx.popover.content(
+                _session_list(), width="300px", max_height="70vh", overflow_y="auto"
+            ),
+        ),
+        display=rx.breakpoints(initial="block", md="none"),
+    )
+
+
+def _delete_dialog() -> rx.Component:
+    return rx.alert_dialog.root(
+        rx.alert_dialog.content(
+            rx.alert_dialog.title("Delete this conversation?"),
+            rx.alert_dialog.description("Its messages are deleted for good."),
+            rx.hstack(
+                rx.alert_dialog.cancel(
+                    rx.button(
+                        "Cancel",
+                        variant="soft",
+                        color_scheme="gray",
+                        on_click=ChatSessionsState.cancel_delete,
+                    )
+                ),
+                rx.alert_dialog.action(
+                    rx.button(
+                        "Delete",
+                        color_scheme="red",
+                        on_click=ChatSessionsState.confirm_delete,
+                        data_testid="confirm-delete",
+                    )
+                ),
+                justify="end",
+                spacing="3",
+                margin_top="var(--space-4)",
+            ),
+        ),
+        open=ChatSessionsState.confirm_delete_id != "",
     )
 
 
@@ -186,12 +264,14 @@ def _composer() -> rx.Component:
 
 def _chat() -> rx.Component:
     return rx.grid(
-        rx.box(_sidebar(), display=rx.breakpoints(initial="none", md="block")),
+        rx.box(_session_list(), display=rx.breakpoints(initial="none", md="block")),
         rx.flex(
+            _phone_sessions(),
             _character_panel(),
             _conversation(),
             _error(),
             _composer(),
+            _delete_dialog(),
             direction="column",
             gap="var(--space-3)",
             height="calc(100vh - 180px)",

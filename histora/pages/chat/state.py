@@ -149,7 +149,7 @@ class ChatState(rx.State):
         container = deps.get_container()
         stop = [False]
         pending: list[str] = []
-        last_flush = time.monotonic()
+        last_flush = 0.0  # the first piece of text shows at once
         final: chat_service.ReplyDone | chat_service.ReplyFailed | None = None
         async for event in chat_service.stream_turn(
             container.db_session,

@@ -1,0 +1,57 @@
+"""Session management on the chat page: archive and delete (confirmed)."""
+
+from __future__ import annotations
+
+import uuid
+
+import reflex as rx
+
+from histora import deps
+from histora.errors import HistoraError
+from histora.pages.chat.state import ChatState
+from histora.services import conversations, users
+
+
+class ChatSessionsState(rx.State):
+    confirm_delete_id: str = ""
+
+    @rx.event
+    def ask_delete(self, session_id: str) -> None:
+        self.confirm_delete_id = session_id
+
+    @rx.event
+    def cancel_delete(self) -> None:
+        self.confirm_delete_id = ""
+
+    async def _apply(self, session_id: str, *, delete: bool) -> rx.event.EventSpec | None:
+        chat = await self.get_state(ChatState)
+        if chat.streaming:
+            return None
+        try:
+            target = uuid.UUID(session_id)
+            async with deps.db_session() as db:
+                actor = await users.current_actor(db, settings=deps.get_container().settings)
+                if delete:
+                    await conversations.delete_session(db, actor=actor, session_id=target)
+                else:
+                    await conversations.set_archived(
+                        db, actor=actor, session_id=target, archived=True
+                    )
+        except (HistoraError, ValueError) as exc:
+            chat.error = (
+                exc.public_message if isinstance(exc, HistoraError) else "No such conversation."
+            )
+            return None
+        if chat.session_id == session_id:
+            return ChatState.new_session
+        await chat._refresh_sessions()
+        return None
+
+    @rx.event
+    async def confirm_delete(self) -> rx.event.EventSpec | None:
+        session_id, self.confirm_delete_id = self.confirm_delete_id, ""
+        return await self._apply(session_id, delete=True)
+
+    @rx.event
+    async def archive(self, session_id: str) -> rx.event.EventSpec | None:
+        return await self._apply(session_id, delete=False)
