@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import httpx
 
+from histora.api import create_api
+from tests.conftest import FakeProvidersContainer
+
 
 async def test_request_id_is_generated_and_timing_reported(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/characters/categories")
@@ -40,3 +43,14 @@ async def test_cors_refuses_unknown_origin(client: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 400
     assert "access-control-allow-origin" not in response.headers
+
+
+async def test_untrusted_host_is_refused(container: FakeProvidersContainer) -> None:
+    settings = container.settings.model_copy(update={"trusted_hosts": ["histora.example"]})
+    transport = httpx.ASGITransport(app=create_api(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://evil.example") as http:
+        refused = await http.get("/api/v1/characters/categories")
+    async with httpx.AsyncClient(transport=transport, base_url="http://histora.example") as http:
+        allowed = await http.get("/api/v1/characters/categories")
+    assert refused.status_code == 400
+    assert allowed.status_code == 200
