@@ -12,6 +12,8 @@ from histora.pages.chat.sessions_state import ChatSessionsState
 from histora.pages.chat.state import ChatState
 from histora.services.chat import MAX_MESSAGE_CHARS
 
+ONE_LINE = {"white_space": "nowrap", "overflow": "hidden", "text_overflow": "ellipsis"}
+
 
 def _session_menu(session: rx.Var[ChatSessionPublic]) -> rx.Component:
     return rx.menu.root(
@@ -41,8 +43,8 @@ def _session_link(session: rx.Var[ChatSessionPublic]) -> rx.Component:
     return rx.hstack(
         rx.link(
             rx.box(
-                rx.text(session.title, size="2", weight="medium", truncate=True),
-                rx.text(session.preview, size="1", color=rx.color("gray", 10), truncate=True),
+                rx.text(session.title, size="2", weight="medium", style=ONE_LINE),
+                rx.text(session.preview, size="1", color=rx.color("gray", 10), style=ONE_LINE),
                 min_width="0",
             ),
             href="/chat/" + ChatState.character.id + "?session=" + session.id.to(str),
@@ -170,9 +172,14 @@ def _starters() -> rx.Component:
                     radius="full",
                     size="2",
                     data_testid="starter-chip",
-                    white_space="normal",
-                    height="auto",
-                    padding_y="var(--space-1)",
+                    max_width="100%",
+                    style={
+                        "white_space": "normal",
+                        "height": "auto",
+                        "text_align": "left",
+                        "padding_top": "var(--space-1)",
+                        "padding_bottom": "var(--space-1)",
+                    },
                 ),
             ),
             wrap="wrap",
