@@ -17,8 +17,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from histora.db import SessionFactory, create_engine, create_session_factory, session_scope
 from histora.providers.chat_models import ChatModel, LocalChatModel, OpenAICompatibleChatModel
 from histora.providers.chat_types import ModelSpec
+from histora.providers.identity import FirebaseIdentityProvider, IdentityProvider
 from histora.providers.local_model import MODEL_ALIAS, LocalModelServer
 from histora.providers.vector_store import ChromaVectorStore, VectorStore
+from histora.services.rate_limits import RateLimiter, rate_limiter_for
 from histora.settings import Settings, get_settings
 
 
@@ -91,6 +93,18 @@ class Container:
         if self.settings.chroma_url:
             return ChromaVectorStore(url=self.settings.chroma_url)
         return ChromaVectorStore(path=self.settings.resolved_chroma_path)
+
+    @cached_property
+    def identity(self) -> IdentityProvider | None:
+        """Firebase in firebase mode; local accounts need no outside identity provider."""
+        if self.settings.auth_mode != "firebase":
+            return None
+        return FirebaseIdentityProvider(self.settings)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        """In-memory counts per process by default; shared through Redis when configured."""
+        return rate_limiter_for(self.settings)
 
     @asynccontextmanager
     async def db_session(self) -> AsyncIterator[AsyncSession]:

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from histora.errors import ConfigurationError
@@ -98,11 +98,30 @@ class Settings(BaseSettings):
     firebase_project_id: str | None = None
     firebase_web_api_key: SecretStr | None = None
     firebase_credentials_file: Path | None = None
+    # host:port of the Firebase Auth emulator (tests and local development only). The
+    # standard variable is honoured too, because firebase-tools exports it to the commands it
+    # runs and firebase-admin reads it; providers.identity refuses it for non-demo projects.
+    firebase_auth_emulator_host: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "HISTORA_FIREBASE_AUTH_EMULATOR_HOST", "FIREBASE_AUTH_EMULATOR_HOST"
+        ),
+    )
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     refresh_token_ttl_days: int = Field(default=30, ge=1)
     admin_email: str | None = None
     admin_password: SecretStr | None = None
     signup_credits: int = Field(default=100, ge=0)
+    # argon2id cost: about 27 ms and 19 MiB per hash with these defaults (OWASP's
+    # minimum); concurrency caps simultaneous hashes so sign-in bursts cannot exhaust memory.
+    password_hash_time_cost: int = Field(default=2, ge=1)
+    password_hash_memory_kib: int = Field(default=19456, ge=8)
+    password_hash_parallelism: int = Field(default=1, ge=1)
+    password_hash_concurrency: int = Field(default=4, ge=1)
+    password_min_length: int = Field(default=10, ge=8, le=128)
+    jwt_issuer: str = "histora"
+    jwt_audience: str = "histora-api"
+    demo_message_allowance: int = Field(default=0, ge=0)
 
     # Scale-out
     redis_url: str | None = None
@@ -112,6 +131,8 @@ class Settings(BaseSettings):
     upload_max_pages: int = Field(default=2000, ge=1)
     login_rate_limit: str = "10/minute"
     chat_rate_limit: str = "30/minute"
+    register_rate_limit: str = "5/minute"
+    refresh_rate_limit: str = "30/minute"
 
     @field_validator("cors_origins", "trusted_hosts", "chat_models", mode="before")
     @classmethod

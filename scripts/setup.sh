@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything Histora needs on a fresh machine; safe to run again (each
 # step checks what is already there). Usage: scripts/setup.sh [--dev]
-#   --dev  also installs the test tools and a headless Chromium for browser tests
+#   --dev  also installs the test tools, a headless Chromium for browser tests and the
+#          Firebase Auth emulator
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$HISTORA_ROOT"
@@ -50,6 +51,15 @@ if [ "$dev" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   [ "$(id -u)" != 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+# 5. The Firebase Auth emulator for the identity tests: firebase-tools from the npm
+#    lockfile (pure Node, no Java). npm ci leaves node_modules/.package-lock.json behind,
+#    so it reruns only when package-lock.json changes. No package needs its install scripts.
+if [ "$dev" = 1 ] && { [ ! -f node_modules/.package-lock.json ] \
+  || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
+  echo "==> installing the Firebase Auth emulator (npm ci)"
+  npm ci --ignore-scripts --no-audit --no-fund
 fi
 
 echo "==> setup complete"

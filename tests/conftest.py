@@ -20,9 +20,12 @@ from histora import deps
 from histora.api import create_api
 from histora.db import create_engine, is_sqlite, sync_database_url
 from histora.migrations import upgrade_to_head
+from histora.models import User
 from histora.providers.fakes import FakeChatModel, FakeVectorStore
 from histora.services import seed as seed_service
+from histora.services import tokens
 from histora.settings import Settings
+from tests.factories import make_user
 
 SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
@@ -34,6 +37,9 @@ def _make_settings(data_dir: Path, database_url: str) -> Settings:
         database_url=database_url,
         seed_on_start=False,
         local_model_autostart=False,
+        # Fast hashing in tests; production keeps the stronger defaults.
+        password_hash_time_cost=1,
+        password_hash_memory_kib=1024,
     )
 
 
@@ -122,12 +128,32 @@ def container(
     deps.use_container(None)
 
 
+async def bearer_for(db: AsyncSession, user: User, settings: Settings) -> dict[str, str]:
+    pair = await tokens.issue_token_pair(db, user=user, settings=settings)
+    return {"Authorization": f"Bearer {pair.access_token}"}
+
+
 @pytest.fixture
-async def client(container: FakeProvidersContainer) -> AsyncIterator[httpx.AsyncClient]:
+async def anon_client(container: FakeProvidersContainer) -> AsyncIterator[httpx.AsyncClient]:
+    """A caller with no credentials."""
     api = create_api(container.settings)
     transport = httpx.ASGITransport(app=api)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+
+
+@pytest.fixture
+async def user(db: AsyncSession) -> User:
+    return await make_user(db, display_name="Alice")
+
+
+@pytest.fixture
+async def client(
+    anon_client: httpx.AsyncClient, db: AsyncSession, user: User, container: FakeProvidersContainer
+) -> httpx.AsyncClient:
+    """A caller signed in as ``user``."""
+    anon_client.headers.update(await bearer_for(db, user, container.settings))
+    return anon_client
 
 
 @pytest.fixture

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora import deps
+from histora.errors import UnauthorizedError
 from histora.models import User
-from histora.services import users as users_service
+from histora.services import auth as auth_service
 
 
 def get_container() -> deps.Container:
@@ -28,8 +29,14 @@ ContainerDep = Annotated[deps.Container, Depends(get_container)]
 DbDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 
 
-async def get_actor(db: DbDep, container: ContainerDep) -> User:
-    return await users_service.current_actor(db, settings=container.settings)
+async def get_actor(request: Request, db: DbDep, container: ContainerDep) -> User:
+    """The signed-in user from ``Authorization: Bearer`` (an access token or an API key)."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        raise UnauthorizedError("Sign in, or send an API key as 'Authorization: Bearer <key>'.")
+    return await auth_service.authenticate_bearer(
+        db, token=credentials.strip(), settings=container.settings
+    )
 
 
 ActorDep = Annotated[User, Depends(get_actor)]

@@ -60,6 +60,8 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     headers = {}
     if isinstance(exc, RateLimitedError):
         headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, UnauthorizedError):
+        headers["WWW-Authenticate"] = "Bearer"
     if status >= 500:
         log.error("request.failed", code=exc.code, detail=str(exc))
     return JSONResponse(

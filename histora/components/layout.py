@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from histora import __version__
+from histora.state.session import SessionState
 
 CONTENT_MAX_WIDTH = "1200px"
 
@@ -24,6 +25,29 @@ def _brand() -> rx.Component:
     )
 
 
+def _account_links() -> rx.Component:
+    return rx.cond(
+        SessionState.signed_in,
+        rx.hstack(
+            rx.cond(
+                SessionState.is_admin,
+                rx.link("Admin", href="/admin", size="3", color=rx.color("gray", 11)),
+            ),
+            rx.link(
+                SessionState.user.display_name,
+                href="/profile",
+                size="3",
+                color=rx.color("gray", 11),
+                data_testid="profile-link",
+            ),
+            spacing="4",
+        ),
+        rx.link(
+            rx.button("Sign in", size="2", variant="soft"), href="/login", data_testid="nav-sign-in"
+        ),
+    )
+
+
 def navbar() -> rx.Component:
     return rx.box(
         rx.hstack(
@@ -31,6 +55,7 @@ def navbar() -> rx.Component:
             rx.spacer(),
             rx.hstack(
                 rx.link("Catalogue", href="/#catalogue", size="3", color=rx.color("gray", 11)),
+                _account_links(),
                 rx.color_mode.button(size="2", variant="ghost", aria_label="Toggle dark mode"),
                 align="center",
                 spacing="4",

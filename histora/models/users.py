@@ -77,3 +77,26 @@ class ApiKey(SQLModel, table=True):
     expires_at: datetime | None = optional_datetime_field()
     revoked_at: datetime | None = optional_datetime_field()
     created_at: datetime = created_at_field()
+
+
+class UserPublic(SQLModel):
+    """What a user (or an admin looking at users) may see: no hash, no provider ids."""
+
+    id: uuid.UUID
+    email: str
+    display_name: str
+    role: Role
+    credits: int
+    disabled: bool = False  # the admin user list shows and toggles it
+    created_at: datetime
+
+
+class ApiKeyPublic(SQLModel):
+    """An API key as listed to its owner; the secret is shown once, at creation."""
+
+    id: uuid.UUID
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None

@@ -9,6 +9,7 @@ from histora.components.characters import figure_not_found, portrait
 from histora.components.layout import page_layout
 from histora.models.characters import CharacterPublic
 from histora.services import characters as characters_service
+from histora.state.session import SessionState
 
 
 class CharacterPageState(rx.State):
@@ -113,7 +114,11 @@ def _profile(character: rx.Var[CharacterPublic]) -> rx.Component:
     )
 
 
-@rx.page(route="/characters/[character_id]", title="Histora", on_load=CharacterPageState.load)
+@rx.page(
+    route="/characters/[character_id]",
+    title="Histora",
+    on_load=[SessionState.restore, CharacterPageState.load],
+)
 def character_page() -> rx.Component:
     return page_layout(
         rx.cond(

@@ -10,6 +10,7 @@ from histora.components.layout import page_layout
 from histora.errors import HistoraError
 from histora.models.characters import CategoryPublic, CharacterCard
 from histora.services import characters as characters_service
+from histora.state.session import SessionState
 
 PAGE_SIZE = 24
 ALL = "all"
@@ -214,7 +215,9 @@ def _catalogue() -> rx.Component:
     )
 
 
-@rx.page(route="/", title="Histora: talk with history", on_load=HomeState.load)
+@rx.page(
+    route="/", title="Histora: talk with history", on_load=[SessionState.restore, HomeState.load]
+)
 def index() -> rx.Component:
     return page_layout(
         rx.vstack(_hero(), _featured_row(), _catalogue(), spacing="7", width="100%"),

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from histora.errors import ConflictError, InvalidInputError, UnauthorizedError
 from histora.providers.chat_types import (
     Completion,
     ModelAttempt,
@@ -18,9 +21,18 @@ from histora.providers.chat_types import (
     StreamEvent,
 )
 from histora.providers.health import ComponentHealth
+from histora.providers.identity import (
+    BAD_CREDENTIALS,
+    EMAIL_TAKEN,
+    FIREBASE_MIN_PASSWORD_LENGTH,
+    INVALID_EMAIL,
+    WEAK_PASSWORD,
+    FirebaseClaims,
+)
 
 if TYPE_CHECKING:
     from histora.providers.chat_models import ChatModel
+    from histora.providers.identity import IdentityProvider
 
 _SCRIPTED_FAILURE = "scripted failure"
 
@@ -145,3 +157,95 @@ class FakeVectorStore:
 if TYPE_CHECKING:
     # mypy proves the fake keeps up with the Protocol it stands in for.
     _fake_chat_model: ChatModel = FakeChatModel()
+
+
+FAKE_TOKEN_PREFIX = "fake-id-token:"  # noqa: S105 - a token format, not a secret
+
+
+@dataclass
+class FakeAccount:
+    uid: str
+    email: str
+    password: str
+    display_name: str | None = None
+    email_verified: bool = False
+    disabled: bool = False
+
+
+class FakeIdentityProvider:
+    """Firebase Auth in memory: accounts, "fake-id-token:<uid>" tokens, and the refusals.
+
+    Tokens stay valid until the account is disabled or its tokens are revoked; like
+    Firebase, a later sign-in issues a token that works again after a revocation.
+    """
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, FakeAccount] = {}
+        self._revoked: set[str] = set()
+        self._uids = itertools.count(1)
+
+    def add_account(
+        self,
+        email: str,
+        password: str = "fake password",  # noqa: S107 - a test default
+        *,
+        display_name: str | None = None,
+        email_verified: bool = False,
+    ) -> FakeAccount:
+        """An account made outside the app (the console, Google sign-in, ...)."""
+        if self._by_email(email) is not None:
+            raise ConflictError(EMAIL_TAKEN)
+        account = FakeAccount(
+            uid=f"fake-uid-{next(self._uids)}",
+            email=email.strip().lower(),
+            password=password,
+            display_name=display_name,
+            email_verified=email_verified,
+        )
+        self.accounts[account.uid] = account
+        return account
+
+    def token_for(self, uid: str) -> str:
+        """A fresh ID token, as a client-side sign-in (e.g. with Google) would get."""
+        self._revoked.discard(uid)
+        return f"{FAKE_TOKEN_PREFIX}{uid}"
+
+    def disable(self, uid: str) -> None:
+        self.accounts[uid].disabled = True
+
+    def revoke_tokens(self, uid: str) -> None:
+        self._revoked.add(uid)
+
+    async def verify_id_token(self, id_token: str) -> FirebaseClaims:
+        uid = id_token.removeprefix(FAKE_TOKEN_PREFIX)
+        account = self.accounts.get(uid) if uid != id_token else None
+        if account is None or account.disabled or uid in self._revoked:
+            raise UnauthorizedError()
+        return FirebaseClaims(
+            uid=account.uid,
+            email=account.email,
+            email_verified=account.email_verified,
+            display_name=account.display_name,
+        )
+
+    async def sign_in_with_password(self, email: str, password: str) -> str:
+        account = self._by_email(email)
+        if account is None or account.password != password or account.disabled:
+            raise UnauthorizedError(BAD_CREDENTIALS)
+        return self.token_for(account.uid)
+
+    async def sign_up(self, email: str, password: str, display_name: str) -> str:
+        if "@" not in email:
+            raise InvalidInputError(INVALID_EMAIL)
+        if len(password) < FIREBASE_MIN_PASSWORD_LENGTH:
+            raise InvalidInputError(WEAK_PASSWORD)
+        account = self.add_account(email, password, display_name=display_name)
+        return self.token_for(account.uid)
+
+    def _by_email(self, email: str) -> FakeAccount | None:
+        wanted = email.strip().lower()
+        return next((a for a in self.accounts.values() if a.email == wanted), None)
+
+
+if TYPE_CHECKING:
+    _fake_identity: IdentityProvider = FakeIdentityProvider()

@@ -39,6 +39,8 @@ from histora.models.chat import DEFAULT_TITLE, ChatMessagePublic
 from histora.providers.chat_models import ChatModel
 from histora.providers.chat_types import PromptMessage, StreamDelta, StreamEnd
 from histora.services import conversations, prompting
+from histora.services.rate_limits import RateLimiter
+from histora.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +89,11 @@ class ReplyFailed:
 
 
 TurnEvent = ReplyDelta | ReplyDone | ReplyFailed
+
+
+async def check_send_rate(limiter: RateLimiter, *, actor: User, settings: Settings) -> None:
+    """Sends per user, the same limit for the web page and the API."""
+    await limiter.hit(settings.chat_rate_limit, "chat-user", str(actor.id))
 
 
 def _validate_content(content: str) -> str:

@@ -10,9 +10,9 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.api import create_api
-from histora.models import ChatMessage, MessageStatus
+from histora.models import ChatMessage, MessageStatus, User
 from histora.providers.fakes import FakeChatModel
-from tests.conftest import FakeProvidersContainer
+from tests.conftest import FakeProvidersContainer, bearer_for
 from tests.support import parse_sse, serve_app
 
 SESSIONS = "/api/v1/chat/sessions"
@@ -236,14 +236,15 @@ async def test_regenerate_without_reply_is_422(client: httpx.AsyncClient) -> Non
 
 
 async def test_client_disconnect_keeps_the_partial_reply(
-    container: FakeProvidersContainer, db: AsyncSession
+    container: FakeProvidersContainer, db: AsyncSession, user: User
 ) -> None:
     container.__dict__["chat_model"] = FakeChatModel(
         reply="word " * 200, chunk_size=5, delay_seconds=0.01
     )
+    headers = await bearer_for(db, user, container.settings)
     async with (
         serve_app(create_api(container.settings)) as base_url,
-        httpx.AsyncClient(base_url=base_url) as http,
+        httpx.AsyncClient(base_url=base_url, headers=headers) as http,
     ):
         session_id = await _create(http)
         async with http.stream(

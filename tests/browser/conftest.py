@@ -27,6 +27,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 START_TIMEOUT_SECONDS = 300
+ADMIN_EMAIL = "admin@histora.test"
+ADMIN_PASSWORD = "keys to the archive 42"
+USER_PASSWORD = "a user password 42"
 
 
 def _free_port() -> int:
@@ -62,6 +65,8 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "HISTORA_LOCAL_MODEL_PORT": str(_free_port()),
         "HISTORA_MODEL_PROVIDER": "local",
         "HISTORA_SECRET_KEY": "browser-test-secret-" + "x" * 32,
+        "HISTORA_ADMIN_EMAIL": ADMIN_EMAIL,
+        "HISTORA_ADMIN_PASSWORD": ADMIN_PASSWORD,
         # The websocket is refused from origins not listed here, as in production.
         "HISTORA_CORS_ORIGINS": f"http://127.0.0.1:{port}",
     }
@@ -101,6 +106,15 @@ def browser() -> Iterator[Browser]:
         instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield instance
         instance.close()
+
+
+def sign_up(page: Page, app_url: str, email: str, name: str = "Browser User") -> None:
+    page.goto(f"{app_url}/register")
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password (10+ characters)").fill(USER_PASSWORD)
+    page.get_by_test_id("sign-up").click()
+    page.get_by_test_id("profile-link").wait_for()
 
 
 @pytest.fixture

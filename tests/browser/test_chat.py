@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import itertools
 import time
+import uuid
 
 import pytest
 from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import sign_up
 
 pytestmark = pytest.mark.browser
 
@@ -26,6 +29,7 @@ def _draft_lengths(page: Page, seconds: float) -> list[int]:
 
 
 def test_chat_streams_stops_and_regenerates(app_url: str, page: Page) -> None:
+    sign_up(page, app_url, f"chat-{uuid.uuid4().hex[:8]}@example.com")
     page.goto(f"{app_url}/characters/socrates")
     page.get_by_test_id("start-chat").click()
     expect(page.get_by_test_id("starter-chip")).to_have_count(3)

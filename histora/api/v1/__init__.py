@@ -2,9 +2,11 @@
 
 from fastapi import APIRouter
 
-from histora.api.v1 import characters, chat, health
+from histora.api.v1 import api_keys, auth, characters, chat, health
 
 router = APIRouter()
 router.include_router(health.router)
+router.include_router(auth.router)
+router.include_router(api_keys.router)
 router.include_router(characters.router)
 router.include_router(chat.router)

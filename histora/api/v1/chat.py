@@ -168,6 +168,9 @@ STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def send_message(
     session_id: uuid.UUID, body: MessageCreate, db: DbDep, actor: ActorDep, container: ContainerDep
 ) -> StreamingResponse | JSONResponse:
+    await chat_service.check_send_rate(
+        container.rate_limiter, actor=actor, settings=container.settings
+    )
     turn = await chat_service.start_turn(
         db,
         actor=actor,
@@ -186,5 +189,8 @@ async def regenerate_reply(
     container: ContainerDep,
     stream: bool = True,
 ) -> StreamingResponse | JSONResponse:
+    await chat_service.check_send_rate(
+        container.rate_limiter, actor=actor, settings=container.settings
+    )
     turn = await chat_service.start_regenerate(db, actor=actor, session_id=session_id)
     return await _reply(turn, container, stream=stream)

@@ -11,6 +11,7 @@ from histora.models.chat import ChatSessionPublic
 from histora.pages.chat.sessions_state import ChatSessionsState
 from histora.pages.chat.state import ChatState
 from histora.services.chat import MAX_MESSAGE_CHARS
+from histora.state.session import SessionState
 
 ONE_LINE = {"white_space": "nowrap", "overflow": "hidden", "text_overflow": "ellipsis"}
 
@@ -290,7 +291,11 @@ def _chat() -> rx.Component:
     )
 
 
-@rx.page(route="/chat/[character_id]", title="Histora: chat", on_load=ChatState.load)
+@rx.page(
+    route="/chat/[character_id]",
+    title="Histora: chat",
+    on_load=[SessionState.require_user, ChatState.load],
+)
 def chat_page() -> rx.Component:
     return page_layout(
         rx.cond(

@@ -9,7 +9,8 @@ import reflex as rx
 from histora import deps
 from histora.errors import HistoraError
 from histora.pages.chat.state import ChatState
-from histora.services import conversations, users
+from histora.services import conversations
+from histora.state.session import SessionState
 
 
 class ChatSessionsState(rx.State):
@@ -30,7 +31,7 @@ class ChatSessionsState(rx.State):
         try:
             target = uuid.UUID(session_id)
             async with deps.db_session() as db:
-                actor = await users.current_actor(db, settings=deps.get_container().settings)
+                actor = await (await self.get_state(SessionState))._actor(db)
                 if delete:
                     await conversations.delete_session(db, actor=actor, session_id=target)
                 else:

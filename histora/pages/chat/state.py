@@ -13,7 +13,8 @@ from histora.models.characters import CharacterPublic
 from histora.models.chat import ChatMessagePublic, ChatSessionPublic
 from histora.services import characters as characters_service
 from histora.services import chat as chat_service
-from histora.services import conversations, users
+from histora.services import conversations
+from histora.state.session import SessionState
 
 FLUSH_SECONDS = 0.05  # DESIGN rule 10: flush the draft in batches, not per token
 
@@ -49,7 +50,7 @@ class ChatState(rx.State):
         if self.character is None:
             return
         async with deps.db_session() as db:
-            actor = await users.current_actor(db, settings=deps.get_container().settings)
+            actor = await (await self.get_state(SessionState))._actor(db)
             page = await conversations.list_sessions(
                 db, actor=actor, character_id=self.character.id
             )
@@ -78,7 +79,7 @@ class ChatState(rx.State):
 
     async def _open(self, session_id: uuid.UUID) -> None:
         async with deps.db_session() as db:
-            actor = await users.current_actor(db, settings=deps.get_container().settings)
+            actor = await (await self.get_state(SessionState))._actor(db)
             session = await conversations.get_session(db, actor=actor, session_id=session_id)
             page = await conversations.list_messages(
                 db, actor=actor, session_id=session_id, limit=500
@@ -108,7 +109,11 @@ class ChatState(rx.State):
         self.error = ""
         try:
             async with deps.db_session() as db:
-                actor = await users.current_actor(db, settings=deps.get_container().settings)
+                actor = await (await self.get_state(SessionState))._actor(db)
+                container = deps.get_container()
+                await chat_service.check_send_rate(
+                    container.rate_limiter, actor=actor, settings=container.settings
+                )
                 if not self.session_id:
                     created = await conversations.create_session(
                         db, actor=actor, character_id=self.character.id

@@ -1,0 +1,1 @@
+"""Cross-page Reflex state: only the signed-in viewer."""

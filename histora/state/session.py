@@ -1,0 +1,118 @@
+"""The signed-in viewer, shared by every page.
+
+The refresh token lives in the browser (localStorage) so a reload keeps the user
+signed in; the access token stays in backend-only state. Page guards here are for
+the experience only: every service call re-checks the actor itself.
+"""
+
+from __future__ import annotations
+
+import reflex as rx
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from histora import deps
+from histora.errors import HistoraError, UnauthorizedError
+from histora.models import Role, User
+from histora.models.users import UserPublic
+from histora.services import auth as auth_service
+from histora.services import tokens
+
+
+class SessionState(rx.State):
+    refresh_token: str = rx.LocalStorage("", name="histora_refresh_token")
+    user: UserPublic | None = None
+    restored: bool = False
+    _access_token: str = ""
+
+    @rx.var
+    def signed_in(self) -> bool:
+        return self.user is not None
+
+    @rx.var
+    def is_admin(self) -> bool:
+        return self.user is not None and self.user.role == Role.ADMIN
+
+    def _client_ip(self) -> str:
+        return self.router.session.client_ip or "unknown"
+
+    def _remember(self, user: User, pair: tokens.TokenPair) -> None:
+        self.user = UserPublic.model_validate(user, from_attributes=True)
+        self._access_token = pair.access_token
+        self.refresh_token = pair.refresh_token
+        self.restored = True
+
+    def _forget(self) -> None:
+        self.user, self._access_token, self.refresh_token = None, "", ""
+
+    async def _actor(self, db: AsyncSession) -> User:
+        """The signed-in user, re-checked on every call (disabled users are refused)."""
+        settings = deps.get_container().settings
+        if self._access_token:
+            try:
+                return await auth_service.authenticate_bearer(
+                    db, token=self._access_token, settings=settings
+                )
+            except UnauthorizedError:
+                self._access_token = ""
+        if not self.refresh_token:
+            self._forget()
+            raise UnauthorizedError("Please sign in to continue.")
+        try:
+            user, pair = await tokens.rotate_refresh_token(
+                db, refresh_token=self.refresh_token, settings=settings, ip=self._client_ip()
+            )
+        except UnauthorizedError:
+            self._forget()
+            raise
+        self._remember(user, pair)
+        return user
+
+    async def _sign_in_as(self, db: AsyncSession, user: User) -> None:
+        pair = await tokens.issue_token_pair(
+            db, user=user, settings=deps.get_container().settings, ip=self._client_ip()
+        )
+        self._remember(user, pair)
+
+    @rx.event
+    async def restore(self) -> None:
+        """On page load: bring back the session from the stored refresh token."""
+        await self._restore()
+
+    async def _restore(self) -> None:
+        if self.user is not None or not self.refresh_token:
+            self.restored = True
+            return
+        try:
+            async with deps.db_session() as db:
+                await self._actor(db)
+        except HistoraError:
+            self._forget()
+        self.restored = True
+
+    @rx.event
+    async def sign_out(self) -> rx.event.EventSpec:
+        if self.refresh_token:
+            async with deps.db_session() as db:
+                await tokens.revoke_refresh_token(db, refresh_token=self.refresh_token)
+        self._forget()
+        return rx.redirect("/")
+
+    @rx.event
+    async def require_user(self) -> rx.event.EventSpec | None:
+        await self._restore()
+        if self.user is None:
+            return rx.redirect(f"/login?next={self.router.url.path}")
+        return None
+
+    @rx.event
+    async def require_admin(self) -> rx.event.EventSpec | None:
+        await self._restore()
+        if self.user is None:
+            return rx.redirect(f"/login?next={self.router.url.path}")
+        if self.user.role != Role.ADMIN:
+            return rx.redirect("/")
+        return None
+
+    async def _refresh_user(self, db: AsyncSession) -> None:
+        user = await self._actor(db)
+        self.user = UserPublic.model_validate(user, from_attributes=True)

@@ -1,0 +1,169 @@
+"""Auth routes, one test per status code, plus forged tokens and rate limits."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import jwt
+import pytest
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from histora.models import User
+from tests.conftest import FakeProvidersContainer
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+async def fresh_limits(container: FakeProvidersContainer) -> None:
+    await container.rate_limiter.reset()
+
+
+async def _register(http: httpx.AsyncClient, email: str = "ada@example.com") -> httpx.Response:
+    return await http.post(
+        "/api/v1/auth/register",
+        json={"email": email, "password": PASSWORD, "display_name": "Ada"},
+    )
+
+
+async def test_register_is_201_with_tokens(anon_client: httpx.AsyncClient) -> None:
+    response = await _register(anon_client, "  Ada@Example.COM ")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["user"]["email"] == "ada@example.com"
+    assert body["user"]["role"] == "user" and body["token_type"] == "bearer"
+    me = await anon_client.get(
+        "/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
+    assert me.status_code == 200 and me.json()["email"] == "ada@example.com"
+
+
+async def test_register_weak_password_is_422(anon_client: httpx.AsyncClient) -> None:
+    response = await anon_client.post(
+        "/api/v1/auth/register",
+        json={"email": "b@example.com", "password": "short", "display_name": "B"},
+    )
+    assert response.status_code == 422
+    assert "password" in response.json()["error"]["message"].lower()
+
+
+async def test_register_duplicate_is_409(anon_client: httpx.AsyncClient) -> None:
+    await _register(anon_client)
+    assert (await _register(anon_client)).status_code == 409
+
+
+async def test_login_is_200(anon_client: httpx.AsyncClient) -> None:
+    await _register(anon_client)
+    response = await anon_client.post(
+        "/api/v1/auth/login", json={"email": "ADA@example.com", "password": PASSWORD}
+    )
+    assert response.status_code == 200
+    assert response.json()["refresh_token"]
+
+
+async def test_login_errors_do_not_reveal_accounts(anon_client: httpx.AsyncClient) -> None:
+    await _register(anon_client)
+    wrong = await anon_client.post(
+        "/api/v1/auth/login", json={"email": "ada@example.com", "password": "wrong password!"}
+    )
+    unknown = await anon_client.post(
+        "/api/v1/auth/login", json={"email": "nobody@example.com", "password": PASSWORD}
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["error"]["message"] == unknown.json()["error"]["message"]
+
+
+async def test_twenty_wrong_passwords_get_429(anon_client: httpx.AsyncClient) -> None:
+    await _register(anon_client)
+    statuses = []
+    for _ in range(20):
+        response = await anon_client.post(
+            "/api/v1/auth/login", json={"email": "ada@example.com", "password": "nope nope nope"}
+        )
+        statuses.append(response.status_code)
+    assert statuses[0] == 401
+    assert statuses[-1] == 429
+    assert int(response.headers["retry-after"]) >= 1
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_family(anon_client: httpx.AsyncClient) -> None:
+    first = (await _register(anon_client)).json()["refresh_token"]
+    rotated = await anon_client.post("/api/v1/auth/refresh", json={"refresh_token": first})
+    assert rotated.status_code == 200
+    second = rotated.json()["refresh_token"]
+    assert second != first
+    reused = await anon_client.post("/api/v1/auth/refresh", json={"refresh_token": first})
+    assert reused.status_code == 401
+    # The reuse revoked the whole family, including the newest token.
+    after = await anon_client.post("/api/v1/auth/refresh", json={"refresh_token": second})
+    assert after.status_code == 401
+
+
+async def test_logout_is_204_and_revokes(anon_client: httpx.AsyncClient) -> None:
+    token = (await _register(anon_client)).json()["refresh_token"]
+    assert (
+        await anon_client.post("/api/v1/auth/logout", json={"refresh_token": token})
+    ).status_code == 204
+    refreshed = await anon_client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+    assert refreshed.status_code == 401
+
+
+async def test_logout_everywhere_revokes_every_refresh_token(client: httpx.AsyncClient) -> None:
+    assert (await client.post("/api/v1/auth/logout-all")).status_code == 204
+
+
+def _forge(settings_secret: str, **overrides: object) -> str:
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "iss": "histora", "aud": "histora-api", "sub": "x", "iat": now, "exp": now + 60,
+        "jti": "j",
+    }  # fmt: skip
+    claims.update(overrides)
+    return jwt.encode(claims, settings_secret, algorithm="HS256")
+
+
+@pytest.mark.parametrize("case", ["alg-none", "wrong-key", "expired", "wrong-audience", "garbage"])
+async def test_forged_tokens_are_401(
+    anon_client: httpx.AsyncClient,
+    db: AsyncSession,
+    user: User,
+    container: FakeProvidersContainer,
+    case: str,
+) -> None:
+    secret = container.settings.signing_secret()
+    sub = str(user.id)
+    token = {
+        "alg-none": jwt.encode(
+            {"iss": "histora", "aud": "histora-api", "sub": sub, "exp": time.time() + 60},
+            None,
+            algorithm="none",
+        ),
+        "wrong-key": _forge("another-secret-that-is-long-enough-0123456789", sub=sub),
+        "expired": _forge(secret, sub=sub, exp=int(time.time()) - 10),
+        "wrong-audience": _forge(secret, sub=sub, aud="someone-else"),
+        "garbage": "not.a.token",
+    }[case]
+    response = await anon_client.get(
+        "/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 401
+
+
+async def test_api_keys_create_list_use_and_revoke(client: httpx.AsyncClient) -> None:
+    created = await client.post("/api/v1/api-keys", json={"name": "my script"})
+    assert created.status_code == 201
+    secret = created.json()["secret"]
+    key_id = created.json()["key"]["id"]
+    listed = (await client.get("/api/v1/api-keys")).json()
+    assert [k["name"] for k in listed] == ["my script"]
+    assert secret not in str(listed)
+    by_key = {"Authorization": f"Bearer {secret}"}
+    assert (await client.get("/api/v1/auth/me", headers=by_key)).status_code == 200
+    assert (await client.delete(f"/api/v1/api-keys/{key_id}")).status_code == 204
+    assert (await client.get("/api/v1/auth/me", headers=by_key)).status_code == 401
+
+
+async def test_firebase_exchange_off_in_local_mode_is_422(anon_client: httpx.AsyncClient) -> None:
+    response = await anon_client.post("/api/v1/auth/firebase", json={"id_token": "x"})
+    assert response.status_code == 422

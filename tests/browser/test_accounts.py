@@ -1,0 +1,57 @@
+"""Accounts in a real browser: sign up, sign out, sign in, reload, admin pages."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, USER_PASSWORD, sign_up
+
+pytestmark = pytest.mark.browser
+
+
+def _sign_in(page: Page, app_url: str, email: str, password: str) -> None:
+    page.goto(f"{app_url}/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_test_id("sign-in").click()
+
+
+def test_sign_up_out_in_and_reload(app_url: str, page: Page) -> None:
+    email = f"reader-{uuid.uuid4().hex[:8]}@example.com"
+    sign_up(page, app_url, email, name="Reader")
+    expect(page.get_by_test_id("profile-link")).to_have_text("Reader")
+
+    page.get_by_test_id("profile-link").click()
+    page.get_by_test_id("sign-out").click()
+    expect(page.get_by_test_id("nav-sign-in")).to_be_visible()
+
+    _sign_in(page, app_url, email, "not the password")
+    expect(page.get_by_test_id("auth-error")).to_contain_text("incorrect")
+    _sign_in(page, app_url, email, USER_PASSWORD)
+    expect(page.get_by_test_id("profile-link")).to_have_text("Reader")
+
+    page.reload()
+    expect(page.get_by_test_id("profile-link")).to_have_text("Reader")
+
+
+def test_chat_requires_an_account(app_url: str, page: Page) -> None:
+    page.goto(f"{app_url}/chat/socrates")
+    expect(page).to_have_url(f"{app_url}/login?next=/chat/socrates")
+
+
+def test_users_cannot_open_admin_pages_but_admins_can(app_url: str, page: Page) -> None:
+    sign_up(page, app_url, f"user-{uuid.uuid4().hex[:8]}@example.com")
+    page.goto(f"{app_url}/admin")
+    expect(page).to_have_url(f"{app_url}/")
+    expect(page.get_by_test_id("admin-heading")).to_have_count(0)
+
+    page.get_by_test_id("profile-link").click()
+    page.get_by_test_id("sign-out").click()
+    _sign_in(page, app_url, ADMIN_EMAIL, ADMIN_PASSWORD)
+    expect(page.get_by_test_id("profile-link")).to_be_visible()
+    page.goto(f"{app_url}/admin")
+    expect(page.get_by_test_id("admin-heading")).to_be_visible()
+    expect(page.get_by_text(ADMIN_EMAIL)).to_be_visible()
