@@ -114,6 +114,10 @@ class Container:
     async def aclose(self) -> None:
         if "engine" in self.__dict__:
             await self.engine.dispose()
+        if isinstance(self.__dict__.get("identity"), FirebaseIdentityProvider):
+            await self.__dict__["identity"].aclose()
+        if "rate_limiter" in self.__dict__:
+            await self.rate_limiter.aclose()
 
 
 _container: Container | None = None
