@@ -121,7 +121,6 @@ class Settings(BaseSettings):
     password_min_length: int = Field(default=10, ge=8, le=128)
     jwt_issuer: str = "histora"
     jwt_audience: str = "histora-api"
-    demo_message_allowance: int = Field(default=0, ge=0)
 
     # Scale-out
     redis_url: str | None = None

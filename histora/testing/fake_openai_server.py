@@ -8,15 +8,23 @@ dropped connections, slow first tokens and clients that leave mid-stream.
     server = FakeOpenAIServer({"m1": ModelScript(reply="Hi there")})
     async with server.serve():          # or: with server.run_in_thread():
         client = OpenAI(base_url=server.base_url, ...)
+
+Run on its own (one scripted model, serving until interrupted; benchmarks do this so
+the server does not share a GIL with what they measure):
+
+    python -m histora.testing.fake_openai_server --port 8900 --reply-tokens 40
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
 import re
+import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -131,11 +139,13 @@ class FakeOpenAIServer:
 
     ``requests`` counts requests per model (unknown names included), ``last_request``
     keeps the last JSON body per model, ``disconnects`` counts streams the client
-    left before their end. Scripts may be changed while the server runs.
+    left before their end. Scripts may be changed while the server runs. ``port``
+    0 (the default) picks a free port.
     """
 
-    def __init__(self, scripts: Mapping[str, ModelScript] | None = None) -> None:
+    def __init__(self, scripts: Mapping[str, ModelScript] | None = None, *, port: int = 0) -> None:
         self.scripts: dict[str, ModelScript] = dict(scripts or {})
+        self._requested_port = port
         self.requests: Counter[str] = Counter()
         self.last_request: dict[str, dict[str, Any]] = {}
         self.disconnects: Counter[str] = Counter()
@@ -203,8 +213,14 @@ class FakeOpenAIServer:
 
     def _build(self) -> tuple[uvicorn.Server, socket.socket]:
         # Binding port 0 ourselves gives a free port with no race against other processes.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
+        # The explicit IPPROTO_TCP matters: asyncio only turns Nagle's algorithm off
+        # (TCP_NODELAY) on accepted sockets whose proto says TCP, and with Nagle on, a
+        # chunk that follows the headers on a kept-alive connection waits ~40 ms for
+        # the client's delayed ACK, which would add that to every time to first token.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        # A fixed port can be bound again right after a previous server on it stopped.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self._requested_port))
         self._port = int(sock.getsockname()[1])
         logging.getLogger("uvicorn.error").addFilter(_hide_scripted_drops)
         config = uvicorn.Config(
@@ -321,3 +337,49 @@ class _Answer:
             yield _sse({**self.chunk({}), "choices": [], "usage": self.usage(stop_at)})
         progress.finished = True
         yield _sse("[DONE]")
+
+
+_FILLER = (
+    "The unexamined life is not worth living, and so I ask you again, friend, "
+    "what do you mean by justice when you speak of it in the market?"
+)
+
+
+def filler_reply(tokens: int) -> str:
+    """A reply of exactly ``tokens`` tokens (as ``split_tokens`` counts them)."""
+    words = _FILLER.split()
+    return " ".join(words[i % len(words)] for i in range(tokens))
+
+
+async def _serve_until_signalled(server: FakeOpenAIServer) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with server.serve():
+        sys.stdout.write(f"fake OpenAI server on {server.base_url}\n")
+        sys.stdout.flush()
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m histora.testing.fake_openai_server",
+        description="Serve one scripted model on 127.0.0.1 until interrupted (SIGINT/SIGTERM).",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port to bind (default: a free one)")
+    parser.add_argument("--model", default="bench", help="model name to answer for")
+    parser.add_argument("--reply-tokens", type=int, default=40, help="tokens in every reply")
+    parser.add_argument(
+        "--token-delay", type=float, default=0.01, help="seconds to wait before each token"
+    )
+    args = parser.parse_args(argv)
+    script = ModelScript(
+        reply=filler_reply(args.reply_tokens), per_token_delay_seconds=args.token_delay
+    )
+    asyncio.run(_serve_until_signalled(FakeOpenAIServer({args.model: script}, port=args.port)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
