@@ -55,7 +55,7 @@ def prepare_sqlite_file(url: str) -> None:
 
 
 def configure_sqlite(engine: Any) -> None:
-    """Make SQLite behave: foreign keys on, WAL, and real transactions.
+    """Make SQLite behave: foreign keys on, WAL, real and serialised transactions.
 
     pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINTs; the
     standard SQLAlchemy recipe takes over BEGIN so nested transactions work.
@@ -72,7 +72,10 @@ def configure_sqlite(engine: Any) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
+        # then writes fails with "database is locked" when another writer got in first,
+        # and busy_timeout cannot help it. Transactions here are short, so waiting is fine.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
