@@ -6,12 +6,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.api.dependencies import ActorDep, ContainerDep, DbDep
 from histora.api.schemas import ErrorResponse
+from histora.models import User
 from histora.models.users import UserPublic
 from histora.services import sign_in as sign_in_service
 from histora.services import tokens
+from histora.settings import Settings
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -66,6 +69,15 @@ def _tokens(pair: tokens.TokenPair, user: Any) -> TokenResponse:
     )
 
 
+async def _new_session(
+    db: AsyncSession, user: User, request: Request, settings: Settings
+) -> TokenResponse:
+    pair = await tokens.issue_token_pair(
+        db, user=user, settings=settings, user_agent=_user_agent(request), ip=client_ip(request)
+    )
+    return _tokens(pair, user)
+
+
 @router.post("/register", status_code=201, response_model=TokenResponse, responses=ERRORS)
 async def register(
     body: RegisterRequest, request: Request, db: DbDep, container: ContainerDep
@@ -81,10 +93,7 @@ async def register(
         ip=client_ip(request),
         settings=settings,
     )
-    pair = await tokens.issue_token_pair(
-        db, user=user, settings=settings, user_agent=_user_agent(request), ip=client_ip(request)
-    )
-    return _tokens(pair, user)
+    return await _new_session(db, user, request, settings)
 
 
 @router.post("/login", response_model=TokenResponse, responses=ERRORS)
@@ -101,10 +110,7 @@ async def login(
         ip=client_ip(request),
         settings=settings,
     )
-    pair = await tokens.issue_token_pair(
-        db, user=user, settings=settings, user_agent=_user_agent(request), ip=client_ip(request)
-    )
-    return _tokens(pair, user)
+    return await _new_session(db, user, request, settings)
 
 
 @router.post("/refresh", response_model=TokenResponse, responses=ERRORS)
@@ -153,7 +159,4 @@ async def exchange_firebase_token(
         ip=client_ip(request),
         settings=settings,
     )
-    pair = await tokens.issue_token_pair(
-        db, user=user, settings=settings, user_agent=_user_agent(request), ip=client_ip(request)
-    )
-    return _tokens(pair, user)
+    return await _new_session(db, user, request, settings)
