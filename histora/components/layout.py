@@ -125,3 +125,8 @@ def page_layout(*children: rx.Component) -> rx.Component:
         direction="column",
         min_height="100vh",
     )
+
+
+def loading() -> rx.Component:
+    """What a page shows while its data loads."""
+    return rx.center(rx.spinner(size="3"), width="100%", padding="var(--space-8)")

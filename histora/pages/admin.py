@@ -7,7 +7,7 @@ import uuid
 import reflex as rx
 
 from histora import deps
-from histora.components.layout import page_layout
+from histora.components.layout import loading, page_layout
 from histora.errors import HistoraError
 from histora.models.users import UserPublic
 from histora.services import admin as admin_service
@@ -111,6 +111,6 @@ def admin_page() -> rx.Component:
                 spacing="4",
                 width="100%",
             ),
-            rx.center(rx.spinner(size="3")),
+            loading(),
         )
     )

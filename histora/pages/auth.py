@@ -13,7 +13,9 @@ from histora.state.session import SessionState
 
 def _next_path(raw: str) -> str:
     # Only same-site paths: never redirect to another origin after signing in.
-    return raw if raw.startswith("/") and not raw.startswith("//") else "/"
+    # Browsers read a backslash as a slash, so "/\\evil.example" is another origin too.
+    safe = raw.startswith("/") and not raw.startswith("//") and "\\" not in raw
+    return raw if safe else "/"
 
 
 class AuthFormState(rx.State):
@@ -120,29 +122,42 @@ def _card(title: str, form: rx.Component, footer: rx.Component) -> rx.Component:
     )
 
 
+def _form(
+    *fields: rx.Component, submit: str, test_id: str, on_submit: rx.EventHandler
+) -> rx.Component:
+    return rx.form(
+        rx.vstack(
+            *fields,
+            rx.button(
+                submit,
+                type="submit",
+                size="3",
+                width="100%",
+                loading=AuthFormState.busy,
+                data_testid=test_id,
+            ),
+            spacing="3",
+            width="100%",
+        ),
+        on_submit=on_submit,
+        width="100%",
+    )
+
+
 @rx.page(
-    route="/login", title="Sign in · Histora", on_load=[AuthFormState.clear, SessionState.restore]
+    route="/login",
+    title="Sign in · Histora",
+    on_load=[AuthFormState.clear, SessionState.restore],
 )
 def login_page() -> rx.Component:
     return _card(
         "Sign in",
-        rx.form(
-            rx.vstack(
-                _field("Email", "email", "email", auto_complete="email"),
-                _field("Password", "password", "password", auto_complete="current-password"),
-                rx.button(
-                    "Sign in",
-                    type="submit",
-                    size="3",
-                    width="100%",
-                    loading=AuthFormState.busy,
-                    data_testid="sign-in",
-                ),
-                spacing="3",
-                width="100%",
-            ),
+        _form(
+            _field("Email", "email", "email", auto_complete="email"),
+            _field("Password", "password", "password", auto_complete="current-password"),
+            submit="Sign in",
+            test_id="sign-in",
             on_submit=AuthFormState.sign_in,
-            width="100%",
         ),
         rx.text("New here? ", rx.link("Create an account", href="/register"), size="2"),
     )
@@ -156,30 +171,19 @@ def login_page() -> rx.Component:
 def register_page() -> rx.Component:
     return _card(
         "Create an account",
-        rx.form(
-            rx.vstack(
-                _field("Name", "display_name", auto_complete="name", max_length=80),
-                _field("Email", "email", "email", auto_complete="email"),
-                _field(
-                    "Password (10+ characters)",
-                    "password",
-                    "password",
-                    auto_complete="new-password",
-                    min_length=10,
-                ),
-                rx.button(
-                    "Create account",
-                    type="submit",
-                    size="3",
-                    width="100%",
-                    loading=AuthFormState.busy,
-                    data_testid="sign-up",
-                ),
-                spacing="3",
-                width="100%",
+        _form(
+            _field("Name", "display_name", auto_complete="name", max_length=80),
+            _field("Email", "email", "email", auto_complete="email"),
+            _field(
+                "Password (10+ characters)",
+                "password",
+                "password",
+                auto_complete="new-password",
+                min_length=10,
             ),
+            submit="Create account",
+            test_id="sign-up",
             on_submit=AuthFormState.sign_up,
-            width="100%",
         ),
         rx.text("Already have an account? ", rx.link("Sign in", href="/login"), size="2"),
     )

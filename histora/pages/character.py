@@ -6,7 +6,7 @@ import reflex as rx
 
 from histora import deps
 from histora.components.characters import figure_not_found, portrait
-from histora.components.layout import page_layout
+from histora.components.layout import loading, page_layout
 from histora.models.characters import CharacterPublic
 from histora.services import characters as characters_service
 from histora.state.session import SessionState
@@ -127,7 +127,7 @@ def character_page() -> rx.Component:
             rx.cond(
                 CharacterPageState.not_found,
                 figure_not_found(),
-                rx.center(rx.spinner(size="3"), padding="var(--space-8)"),
+                loading(),
             ),
         ),
     )

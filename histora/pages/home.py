@@ -6,7 +6,7 @@ import reflex as rx
 
 from histora import deps
 from histora.components.characters import character_card
-from histora.components.layout import page_layout
+from histora.components.layout import loading, page_layout
 from histora.errors import HistoraError
 from histora.models.characters import CategoryPublic, CharacterCard
 from histora.services import characters as characters_service
@@ -184,7 +184,7 @@ def _catalogue() -> rx.Component:
         ),
         rx.cond(
             HomeState.loading,
-            rx.center(rx.spinner(size="3"), width="100%", padding="var(--space-6)"),
+            loading(),
             rx.cond(
                 HomeState.total == 0,
                 rx.vstack(

@@ -7,7 +7,7 @@ import uuid
 import reflex as rx
 
 from histora import deps
-from histora.components.layout import page_layout
+from histora.components.layout import loading, page_layout
 from histora.errors import HistoraError
 from histora.models.users import ApiKeyPublic
 from histora.services import api_keys as api_keys_service
@@ -235,4 +235,4 @@ def _profile() -> rx.Component:
     on_load=[SessionState.require_user, ProfileState.load],
 )
 def profile_page() -> rx.Component:
-    return page_layout(rx.cond(SessionState.signed_in, _profile(), rx.center(rx.spinner(size="3"))))
+    return page_layout(rx.cond(SessionState.signed_in, _profile(), loading()))

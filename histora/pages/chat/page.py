@@ -6,7 +6,7 @@ import reflex as rx
 
 from histora.components.characters import figure_not_found, portrait
 from histora.components.chat import draft_bubble, message_bubble
-from histora.components.layout import page_layout
+from histora.components.layout import loading, page_layout
 from histora.models.chat import ChatSessionPublic
 from histora.pages.chat.sessions_state import ChatSessionsState
 from histora.pages.chat.state import ChatState
@@ -304,7 +304,7 @@ def chat_page() -> rx.Component:
             rx.cond(
                 ChatState.not_found,
                 figure_not_found(),
-                rx.center(rx.spinner(size="3"), padding="var(--space-8)"),
+                loading(),
             ),
         )
     )
