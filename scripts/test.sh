@@ -2,7 +2,9 @@
 # Sets up everything (including test tools and Chromium) and runs the full suite:
 # lint, format check, type check, then pytest (architecture, API, services, the real
 # local model server, browser tests in headless Chromium, and the Firebase Auth emulator).
-# Set HISTORA_TEST_DATABASE_URL to run against PostgreSQL. Extra args go to pytest.
+# Set HISTORA_TEST_DATABASE_URL to run against PostgreSQL; with HISTORA_TEST_REDIS_URL set
+# too, tests/multiworker runs the app with several workers on both (.ci/run sets both;
+# without them those tests skip). Extra args go to pytest.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$HISTORA_ROOT"

@@ -21,7 +21,8 @@ from histora.api import create_api
 from histora.db import create_engine, is_sqlite, sync_database_url
 from histora.migrations import upgrade_to_head
 from histora.models import User
-from histora.providers.fakes import FakeChatModel, FakeVectorStore
+from histora.providers.fakes import FakeChatModel, FakeEmbedder, FakeVectorStore
+from histora.providers.file_store import LocalFileStore
 from histora.services import seed as seed_service
 from histora.services import tokens
 from histora.settings import Settings
@@ -116,13 +117,16 @@ class FakeProvidersContainer(deps.Container):
         self.__dict__["session_factory"] = session_factory
         self.__dict__["chat_model"] = FakeChatModel()
         self.__dict__["vector_store"] = FakeVectorStore()
+        self.__dict__["embedder"] = FakeEmbedder()
 
 
 @pytest.fixture
 def container(
-    settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> Iterator[FakeProvidersContainer]:
     test_container = FakeProvidersContainer(settings, session_factory)
+    # Files outlive the rolled-back database rows, so each test gets its own store.
+    test_container.__dict__["file_store"] = LocalFileStore(tmp_path / "documents")
     deps.use_container(test_container)
     yield test_container
     deps.use_container(None)

@@ -4,6 +4,7 @@ visitor: denied, nothing changed. A new id-taking handler without an entry fails
 from __future__ import annotations
 
 import inspect
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,12 +13,15 @@ import reflex as rx
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import histora.histora  # noqa: F401 - registers every page and its states
-from histora.models import ApiKey, ChatSession, User
+from histora.models import ApiKey, ChatSession, Document, DocumentStatus, Role, User
 from histora.pages.admin import AdminUsersState
+from histora.pages.admin.knowledge_base_state import KnowledgeBaseState
+from histora.pages.chat.documents_state import ChatDocumentsState
 from histora.pages.chat.sessions_state import ChatSessionsState
 from histora.pages.profile import ProfileState
 from histora.services import api_keys as api_keys_service
 from histora.services import conversations, tokens
+from histora.services import documents as documents_service
 from histora.state.session import SessionState
 from tests.conftest import FakeProvidersContainer
 from tests.factories import make_user
@@ -53,7 +57,31 @@ MATRIX: dict[str, Attempt] = {
     "AdminUsersState.set_disabled": lambda root, ids: AdminUsersState.set_disabled.fn(
         root.get_substate(AdminUsersState.get_full_name().split(".")[1:]), ids["user"], True
     ),
+    "KnowledgeBaseState.ask_delete": lambda root, ids: _ask_then_confirm_document(
+        root, KnowledgeBaseState, ids["character_document"]
+    ),
+    "KnowledgeBaseState.reindex": lambda root, ids: KnowledgeBaseState.reindex.fn(
+        _substate(root, KnowledgeBaseState), ids["character_document"]
+    ),
+    "ChatDocumentsState.ask_delete": lambda root, ids: _ask_then_confirm_document(
+        root, ChatDocumentsState, ids["session_document"]
+    ),
 }
+
+SECRET_NOTES = b"The owner's private notes: the owl of Minerva flies at dusk."
+SECRET_NAME = "owner-private-notes.txt"
+
+
+def _substate(root: rx.State, state: type[rx.State]) -> Any:
+    return root.get_substate(state.get_full_name().split(".")[1:])
+
+
+async def _ask_then_confirm_document(
+    root: rx.State, state: type[KnowledgeBaseState | ChatDocumentsState], document_id: str
+) -> None:
+    substate = _substate(root, state)
+    state.ask_delete.fn(substate, document_id)
+    await state.confirm_delete.fn(substate)
 
 
 async def _ask_then_confirm(root: rx.State, session_id: str) -> None:
@@ -78,6 +106,35 @@ async def _root_as(
     return root
 
 
+async def _documents(
+    db: AsyncSession, container: FakeProvidersContainer, owner: User, session: ChatSession | Any
+) -> dict[str, str]:
+    """A document in the owner's conversation and one in Socrates' knowledge base, both ready."""
+    admin = await make_user(db, role=Role.ADMIN)
+    common = {"files": container.file_store, "limits": container.extraction_limits}
+    mine = await documents_service.upload_to_session(
+        db,
+        actor=owner,
+        session_id=session.id,
+        upload=documents_service.Upload(SECRET_NAME, SECRET_NOTES),
+        **common,
+    )
+    kb = await documents_service.upload_to_character(
+        db,
+        actor=admin,
+        character_id="socrates",
+        upload=documents_service.Upload(SECRET_NAME, SECRET_NOTES + b" (knowledge base)"),
+        **common,
+    )
+    for document_id in (mine.id, kb.id):
+        row = await db.get(Document, document_id)
+        assert row is not None
+        row.status = DocumentStatus.READY
+        db.add(row)
+    await db.commit()
+    return {"session_document": str(mine.id), "character_document": str(kb.id)}
+
+
 @pytest.mark.parametrize("handler", sorted(MATRIX))
 @pytest.mark.parametrize("caller", ["stranger", "anonymous"])
 async def test_handlers_refuse_other_peoples_objects(
@@ -87,10 +144,12 @@ async def test_handlers_refuse_other_peoples_objects(
     stranger = await make_user(db)
     session = await conversations.create_session(db, actor=owner, character_id="socrates")
     key, _ = await api_keys_service.create_api_key(db, actor=owner, name="owner key")
+    documents = await _documents(db, container, owner, session)
     root = await _root_as(db, stranger if caller == "stranger" else None, container)
 
     await MATRIX[handler](
-        root, {"session": str(session.id), "key": str(key.id), "user": str(owner.id)}
+        root,
+        {"session": str(session.id), "key": str(key.id), "user": str(owner.id), **documents},
     )
 
     db.expunge_all()
@@ -100,6 +159,12 @@ async def test_handlers_refuse_other_peoples_objects(
     assert kept_session is not None and not kept_session.archived
     assert kept_key is not None and kept_key.revoked_at is None
     assert kept_owner is not None and not kept_owner.disabled
+    for document_id in documents.values():
+        kept = await db.get(Document, uuid.UUID(document_id))
+        assert kept is not None and kept.status == DocumentStatus.READY
+    # Denial leaks nothing: no name, no text, no document in any state the caller sees.
+    seen = str(root.dict())
+    assert SECRET_NAME not in seen and "Minerva" not in seen
 
 
 async def test_the_owner_can_do_what_strangers_cannot(
@@ -118,3 +183,19 @@ async def test_the_owner_can_do_what_strangers_cannot(
     revoked = await db.get(ApiKey, key.id)
     assert archived is not None and archived.archived
     assert revoked is not None and revoked.revoked_at is not None
+
+
+async def test_owners_and_admins_can_manage_documents(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    """Control for the document handlers: the owner deletes, an admin re-indexes."""
+    owner = await make_user(db)
+    session = await conversations.create_session(db, actor=owner, character_id="socrates")
+    documents = await _documents(db, container, owner, session)
+    await MATRIX["ChatDocumentsState.ask_delete"](await _root_as(db, owner, container), documents)
+    admin = await make_user(db, role=Role.ADMIN)
+    await MATRIX["KnowledgeBaseState.reindex"](await _root_as(db, admin, container), documents)
+    db.expunge_all()
+    assert await db.get(Document, uuid.UUID(documents["session_document"])) is None
+    requeued = await db.get(Document, uuid.UUID(documents["character_document"]))
+    assert requeued is not None and requeued.status == DocumentStatus.QUEUED

@@ -54,3 +54,16 @@ def test_list_settings_accept_commas_and_json(
     settings = _settings(tmp_path)
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
     assert settings.chat_models == ["m/one", "m/two"]
+
+
+def test_chunk_overlap_must_be_smaller_than_chunk_size() -> None:
+    with pytest.raises(ValueError, match="HISTORA_CHUNK_OVERLAP_CHARS"):
+        Settings(_env_file=None, chunk_size_chars=500, chunk_overlap_chars=500)  # type: ignore[call-arg]
+
+
+def test_reflex_redis_url_also_configures_histora(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HISTORA_REDIS_URL", raising=False)
+    monkeypatch.setenv("REFLEX_REDIS_URL", "redis://redis.internal:6379/2")
+    assert Settings(_env_file=None).redis_url == "redis://redis.internal:6379/2"  # type: ignore[call-arg]
+    monkeypatch.setenv("HISTORA_REDIS_URL", "redis://other:6379/0")
+    assert Settings(_env_file=None).redis_url == "redis://other:6379/0"  # type: ignore[call-arg]

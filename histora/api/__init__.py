@@ -8,6 +8,7 @@ from fastapi.routing import APIRoute
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from histora import __version__
+from histora.api.body_limit import BodySizeLimitMiddleware
 from histora.api.errors import install_error_handlers
 from histora.api.middleware import RequestContextMiddleware
 from histora.api.v1 import router as v1_router
@@ -54,5 +55,6 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         expose_headers=["X-Request-ID", "X-Process-Time-Ms"],
     )
     api.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    api.add_middleware(BodySizeLimitMiddleware, max_file_bytes=settings.upload_max_bytes)
     api.add_middleware(RequestContextMiddleware)
     return api

@@ -14,7 +14,9 @@ from histora.models import User
 from histora.services import auth as auth_service
 
 
-def get_container() -> deps.Container:
+async def get_container() -> deps.Container:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a
+    # thread hop on every request for what is a dictionary lookup.
     return deps.get_container()
 
 

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from histora.errors import (
     ConflictError,
+    FileTooLargeError,
     ForbiddenError,
     HistoraError,
     InvalidInputError,
@@ -20,6 +21,7 @@ from histora.errors import (
     QuotaExceededError,
     RateLimitedError,
     UnauthorizedError,
+    UnsupportedFileError,
 )
 
 log = structlog.get_logger(__name__)
@@ -31,6 +33,8 @@ STATUS_BY_ERROR: dict[type[HistoraError], int] = {
     QuotaExceededError: 402,
     RateLimitedError: 429,
     InvalidInputError: 422,
+    FileTooLargeError: 413,
+    UnsupportedFileError: 415,
     ConflictError: 409,
     ProviderError: 503,
 }

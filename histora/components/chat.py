@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import reflex as rx
 
+from histora.components.sources import sources_row
 from histora.models.chat import ChatMessagePublic
+from histora.models.documents import CitationPublic
 
 
 def safe_markdown(text: rx.Var[str] | str) -> rx.Component:
@@ -49,18 +51,20 @@ def message_bubble(message: rx.Var[ChatMessagePublic]) -> rx.Component:
             mine, rx.text(message.content, white_space="pre-wrap"), safe_markdown(message.content)
         ),
         _status_note(message),
+        rx.cond(~mine, sources_row(message.citations, message.content)),
         mine=mine,
         test_id=rx.cond(mine, "user-message", "assistant-message"),
     )
 
 
-def draft_bubble(draft: rx.Var[str]) -> rx.Component:
+def draft_bubble(draft: rx.Var[str], sources: rx.Var[list[CitationPublic]]) -> rx.Component:
     return _bubble(
         rx.cond(
             draft == "",
             rx.hstack(rx.spinner(size="1"), rx.text("Thinking…", size="2"), align="center"),
             safe_markdown(draft),
         ),
+        sources_row(sources, draft),
         mine=False,
         test_id="draft-message",
     )

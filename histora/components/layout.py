@@ -14,7 +14,7 @@ def _brand() -> rx.Component:
     return rx.link(
         rx.hstack(
             rx.icon("landmark", size=24),
-            rx.heading("Histora", size="6", weight="bold"),
+            rx.heading("Histora", size=rx.breakpoints(initial="5", sm="6"), weight="bold"),
             align="center",
             spacing="2",
         ),
@@ -25,22 +25,55 @@ def _brand() -> rx.Component:
     )
 
 
+def _admin_menu() -> rx.Component:
+    return rx.menu.root(
+        rx.menu.trigger(
+            rx.button(
+                "Admin",
+                rx.icon(
+                    "chevron-down", size=14, display=rx.breakpoints(initial="none", sm="block")
+                ),
+                variant="ghost",
+                color_scheme="gray",
+                size="3",
+                data_testid="nav-admin",
+            )
+        ),
+        rx.menu.content(
+            rx.menu.item(
+                rx.icon("users", size=14),
+                "Users",
+                on_select=rx.redirect("/admin"),
+                data_testid="nav-admin-users",
+            ),
+            rx.menu.item(
+                rx.icon("library", size=14),
+                "Characters & sources",
+                on_select=rx.redirect("/admin/characters"),
+                data_testid="nav-admin-characters",
+            ),
+        ),
+    )
+
+
 def _account_links() -> rx.Component:
     return rx.cond(
         SessionState.signed_in,
         rx.hstack(
-            rx.cond(
-                SessionState.is_admin,
-                rx.link("Admin", href="/admin", size="3", color=rx.color("gray", 11)),
-            ),
+            rx.cond(SessionState.is_admin, _admin_menu()),
             rx.link(
                 SessionState.user.display_name,
                 href="/profile",
                 size="3",
                 color=rx.color("gray", 11),
+                max_width=rx.breakpoints(initial="120px", sm="240px"),
+                white_space="nowrap",
+                overflow="hidden",
+                text_overflow="ellipsis",
                 data_testid="profile-link",
             ),
-            spacing="4",
+            align="center",
+            spacing=rx.breakpoints(initial="3", sm="4"),
         ),
         rx.link(
             rx.button("Sign in", size="2", variant="soft"), href="/login", data_testid="nav-sign-in"
@@ -54,11 +87,17 @@ def navbar() -> rx.Component:
             _brand(),
             rx.spacer(),
             rx.hstack(
-                rx.link("Catalogue", href="/#catalogue", size="3", color=rx.color("gray", 11)),
+                rx.link(
+                    "Catalogue",
+                    href="/#catalogue",
+                    size="3",
+                    color=rx.color("gray", 11),
+                    display=rx.breakpoints(initial="none", sm="inline"),
+                ),
                 _account_links(),
                 rx.color_mode.button(size="2", variant="ghost", aria_label="Toggle dark mode"),
                 align="center",
-                spacing="4",
+                spacing=rx.breakpoints(initial="3", sm="4"),
             ),
             align="center",
             max_width=CONTENT_MAX_WIDTH,

@@ -17,6 +17,7 @@ from histora.models.base import (
     optional_datetime_field,
     updated_at_field,
 )
+from histora.models.documents import CitationPublic
 
 DEFAULT_TITLE = "New conversation"
 
@@ -99,5 +100,5 @@ class ChatMessagePublic(SQLModel):
     credits_charged: int
     error: str | None
     client_message_id: str | None
-    citations: list[dict[str, Any]]
+    citations: list[CitationPublic]
     created_at: datetime

@@ -10,6 +10,9 @@ from sqlmodel import Field, SQLModel
 
 from histora.models.base import StrEnum, created_at_field, enum_field, new_id, updated_at_field
 
+# Files one upload request may carry (the web drop zone); each is held to the size cap.
+MAX_FILES_PER_UPLOAD = 5
+
 
 class DocumentScope(StrEnum):
     CHARACTER = "character"  # a character's knowledge base (admins)
@@ -85,3 +88,45 @@ class DocumentChunk(SQLModel, table=True):
     char_start: int
     char_end: int
     text: str = Field(sa_type=Text)
+
+
+class DocumentPublic(SQLModel):
+    """What users and clients see of a document: never its storage location."""
+
+    id: uuid.UUID
+    scope: DocumentScope
+    character_id: str | None
+    session_id: uuid.UUID | None
+    filename: str
+    kind: DocumentKind
+    size_bytes: int
+    pages: int | None
+    chunk_count: int
+    status: DocumentStatus
+    progress: float
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def is_settled(self) -> bool:
+        return self.status in (DocumentStatus.READY, DocumentStatus.FAILED)
+
+
+class PassagePublic(SQLModel):
+    """A retrieved passage: where it comes from, exactly, and how well it matched."""
+
+    document_id: uuid.UUID
+    document_name: str
+    page: int | None
+    char_start: int
+    char_end: int
+    text: str
+    score: float
+
+
+class CitationPublic(PassagePublic):
+    """A passage as source [n] of a reply; stored with the message as a snapshot."""
+
+    n: int
+    cited: bool = False  # the reply referred to it as [n]

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import re
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from histora.errors import ConflictError, InvalidInputError, UnauthorizedError
+import numpy as np
+from numpy.typing import NDArray
+
+from histora.errors import ConflictError, InvalidInputError, ProviderError, UnauthorizedError
 from histora.providers.chat_types import (
     Completion,
     ModelAttempt,
@@ -20,6 +25,7 @@ from histora.providers.chat_types import (
     StreamEnd,
     StreamEvent,
 )
+from histora.providers.embedders import normalise
 from histora.providers.health import ComponentHealth
 from histora.providers.identity import (
     BAD_CREDENTIALS,
@@ -29,10 +35,13 @@ from histora.providers.identity import (
     WEAK_PASSWORD,
     FirebaseClaims,
 )
+from histora.providers.vector_store import VectorHit, VectorRecord
 
 if TYPE_CHECKING:
     from histora.providers.chat_models import ChatModel
+    from histora.providers.embedders import Embedder
     from histora.providers.identity import IdentityProvider
+    from histora.providers.vector_store import VectorStore
 
 _SCRIPTED_FAILURE = "scripted failure"
 
@@ -142,8 +151,12 @@ class FakeChatModel:
 
 
 class FakeVectorStore:
+    """An in-memory VectorStore with Chroma's semantics (brute-force cosine)."""
+
     def __init__(self, *, healthy: bool = True) -> None:
         self.healthy = healthy
+        # (space, scope) -> chunk_id -> (document_id, unit vector)
+        self.collections: dict[tuple[str, str], dict[str, tuple[str, NDArray[np.float32]]]] = {}
 
     @property
     def provider_name(self) -> str:
@@ -153,10 +166,129 @@ class FakeVectorStore:
         detail = "reachable" if self.healthy else "fake vector store is down"
         return ComponentHealth(ok=self.healthy, detail=detail, provider="fake")
 
+    async def add(self, *, space: str, scope: str, records: Sequence[VectorRecord]) -> None:
+        self._check_up()
+        collection = self.collections.setdefault((space, scope), {})
+        for record in records:
+            vector = normalise(np.asarray(record.embedding, dtype=np.float32))
+            dimensions = {v.shape[0] for _, v in collection.values()}
+            if dimensions and vector.shape[0] not in dimensions:
+                raise ProviderError(detail=f"dimension {vector.shape[0]} does not fit {space}")
+            collection[record.chunk_id] = (record.document_id, vector)
+
+    async def query(
+        self, *, space: str, scopes: Sequence[str], embedding: NDArray[np.float32], k: int
+    ) -> list[VectorHit]:
+        self._check_up()
+        query = normalise(np.asarray(embedding, dtype=np.float32))
+        hits = [
+            VectorHit(chunk_id, document_id, float(np.dot(vector, query)))
+            for scope in dict.fromkeys(scopes)
+            for chunk_id, (document_id, vector) in self.collections.get((space, scope), {}).items()
+        ]
+        return sorted(hits, key=lambda hit: (-hit.similarity, hit.chunk_id))[: max(k, 0)]
+
+    async def delete_document(self, *, space: str, scope: str, document_id: str) -> None:
+        self._check_up()
+        collection = self.collections.get((space, scope), {})
+        for chunk_id in [c for c, (doc, _) in collection.items() if doc == document_id]:
+            del collection[chunk_id]
+
+    async def count(self, *, space: str, scope: str) -> int:
+        self._check_up()
+        return len(self.collections.get((space, scope), {}))
+
+    def _check_up(self) -> None:
+        if not self.healthy:
+            raise ProviderError(detail="fake vector store is down")
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+# fmt: off
+_FAKE_STOPWORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "by", "do", "does", "did", "for", "from",
+    "has", "have", "he", "her", "his", "i", "in", "is", "it", "its", "me", "my", "no",
+    "not", "of", "on", "or", "our", "she", "so", "that", "the", "their", "them", "they",
+    "this", "to", "was", "we", "were", "what", "when", "which", "who", "will", "with",
+    "you", "your",
+})
+# fmt: on
+_FAKE_SUFFIXES = ("ing", "ed", "es", "er", "ly", "y", "s")
+
+
+def fake_stem(word: str) -> str:
+    """A crude stemmer: strips common suffixes while 3+ letters remain.
+
+    "answer", "answers" and "answered" all give "answ"; "lives" and "living" give "liv".
+    """
+    stripped = True
+    while stripped:
+        stripped = False
+        for suffix in _FAKE_SUFFIXES:
+            if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+                word, stripped = word[: -len(suffix)], True
+                break
+    return word
+
+
+class FakeEmbedder:
+    """A deterministic Embedder with no model: a hashed bag of stemmed words.
+
+    Each non-stopword adds 1 to a bucket chosen by a stable hash of its stem, so texts
+    that share words are similar and texts that share none are (nearly) orthogonal.
+    A text with no words embeds as the zero vector. ``calls`` records every batch.
+    """
+
+    def __init__(self, *, dimension: int = 64, healthy: bool = True) -> None:
+        self._dimension = dimension
+        self.healthy = healthy
+        self.calls: list[list[str]] = []
+
+    @property
+    def name(self) -> str:
+        return "fake-hashed-words"
+
+    @property
+    def provider_name(self) -> str:
+        return "fake"
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def vector(self, text: str) -> NDArray[np.float32]:
+        counts = np.zeros(self._dimension, dtype=np.float32)
+        for word in _WORD.findall(text.lower()):
+            if word not in _FAKE_STOPWORDS:
+                digest = hashlib.blake2b(fake_stem(word).encode(), digest_size=8).digest()
+                counts[int.from_bytes(digest, "big") % self._dimension] += 1.0
+        return normalise(counts)
+
+    async def embed_documents(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        self._check_up(texts)
+        if not texts:
+            return np.zeros((0, self._dimension), dtype=np.float32)
+        return np.stack([self.vector(text) for text in texts])
+
+    async def embed_query(self, text: str) -> NDArray[np.float32]:
+        self._check_up([text])
+        return self.vector(text)
+
+    async def check_health(self) -> ComponentHealth:
+        detail = "ready" if self.healthy else "fake embedder is down"
+        return ComponentHealth(ok=self.healthy, detail=detail, provider="fake")
+
+    def _check_up(self, texts: Sequence[str]) -> None:
+        self.calls.append(list(texts))
+        if not self.healthy:
+            raise ProviderError(detail="fake embedder is down")
+
 
 if TYPE_CHECKING:
     # mypy proves the fake keeps up with the Protocol it stands in for.
     _fake_chat_model: ChatModel = FakeChatModel()
+    _fake_vector_store: VectorStore = FakeVectorStore()
+    _fake_embedder: Embedder = FakeEmbedder()
 
 
 FAKE_TOKEN_PREFIX = "fake-id-token:"  # noqa: S105 - a token format, not a secret

@@ -98,14 +98,23 @@ async def actor_from_api_key(db: AsyncSession, *, key: str) -> User:
     """The owner of a valid key; refuses unknown, revoked, expired keys and disabled owners."""
     if not key.startswith(KEY_PREFIX) or len(key) > _MAX_KEY_LENGTH:
         raise UnauthorizedError(INVALID_KEY)
-    row = (await db.exec(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key)))).first()
+    # The key and its owner in one query: this runs on every API request.
+    found = (
+        await db.exec(
+            select(ApiKey, User)
+            .join(User, col(User.id) == col(ApiKey.user_id))
+            .where(ApiKey.key_hash == hash_api_key(key))
+        )
+    ).first()
     now = utcnow()
-    if row is None or row.revoked_at is not None:
+    if found is None:
+        raise UnauthorizedError(INVALID_KEY)
+    row, user = found
+    if row.revoked_at is not None:
         raise UnauthorizedError(INVALID_KEY)
     if row.expires_at is not None and row.expires_at <= now:
         raise UnauthorizedError(INVALID_KEY)
-    user = await db.get(User, row.user_id)
-    if user is None or user.disabled:
+    if user.disabled:
         raise UnauthorizedError(INVALID_KEY, detail="API key of a missing/disabled user")
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         row.last_used_at = now

@@ -20,6 +20,7 @@ from histora.services import characters as characters_service
 
 TITLE_MAX_LENGTH = 200
 PREVIEW_LENGTH = 140
+SESSION_NOT_FOUND = "No such conversation."
 
 
 def message_public(message: ChatMessage) -> ChatMessagePublic:
@@ -54,7 +55,7 @@ async def get_owned_or_raise(
 ) -> ChatSession:
     session = await get_owned(db, actor=actor, session_id=session_id)
     if session is None:
-        raise NotFoundError("No such conversation.")
+        raise NotFoundError(SESSION_NOT_FOUND)
     return session
 
 

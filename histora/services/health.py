@@ -1,4 +1,4 @@
-"""System health: database, chat model provider and vector store."""
+"""System health: database, chat model, vector store, embedder and file store."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora import __version__
 from histora.providers.chat_models import ChatModel
+from histora.providers.embedders import Embedder
+from histora.providers.file_store import FileStore
 from histora.providers.health import ComponentHealth
 from histora.providers.vector_store import VectorStore
 
@@ -65,14 +67,24 @@ async def _check_database(db: AsyncSession) -> ComponentHealth:
 
 
 async def check(
-    db: AsyncSession, *, chat_model: ChatModel, vector_store: VectorStore
+    db: AsyncSession,
+    *,
+    chat_model: ChatModel,
+    vector_store: VectorStore,
+    embedder: Embedder | None = None,
+    files: FileStore | None = None,
 ) -> HealthReport:
-    database, model, vectors = await asyncio.gather(
-        _timed(_check_database(db), "database"),
-        _timed(chat_model.check_health(), chat_model.provider_name),
-        _timed(vector_store.check_health(), vector_store.provider_name),
-    )
-    components = {"database": database, "model": model, "vector_store": vectors}
+    checks = {
+        "database": _timed(_check_database(db), "database"),
+        "model": _timed(chat_model.check_health(), chat_model.provider_name),
+        "vector_store": _timed(vector_store.check_health(), vector_store.provider_name),
+    }
+    if embedder is not None:
+        checks["embedder"] = _timed(embedder.check_health(), embedder.provider_name)
+    if files is not None:
+        checks["file_store"] = _timed(files.check_health(), files.provider_name)
+    reports = await asyncio.gather(*checks.values())
+    components = dict(zip(checks, reports, strict=True))
     healthy = all(report.status == "ok" for report in components.values())
     return HealthReport(
         status="ok" if healthy else "degraded", version=__version__, components=components

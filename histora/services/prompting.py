@@ -4,6 +4,7 @@ horizon, and conversation memory within the model's context budget."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,16 @@ class CharacterVoice:
     speaking_style: str
     knowledge_horizon_year: int
     era: str
+
+
+@dataclass(frozen=True)
+class SourcePassage:
+    """A retrieved passage as the model sees it: numbered so the reply can cite it."""
+
+    n: int
+    document_name: str
+    page: int | None
+    text: str
 
 
 @dataclass(frozen=True)
@@ -65,16 +76,72 @@ def conduct_rules(voice: CharacterVoice) -> str:
     )
 
 
-def system_prompt(voice: CharacterVoice, *, summary: str = "") -> str:
+def system_prompt(
+    voice: CharacterVoice, *, summary: str = "", sources: Sequence[SourcePassage] = ()
+) -> str:
     parts = [
         voice.system_prompt.strip(),
         f"Your manner of speaking: {voice.speaking_style.strip()}",
         horizon_rule(voice),
         conduct_rules(voice),
     ]
+    if sources:
+        parts.append(sources_section(sources))
     if summary.strip():
         parts.append(f"What has been said earlier in this conversation: {summary.strip()}")
     return "\n\n".join(parts)
+
+
+def sources_section(sources: Sequence[SourcePassage]) -> str:
+    listed = "\n\n".join(
+        f"[{source.n}] {source.document_name}"
+        + (f", page {source.page}" if source.page is not None else "")
+        + f":\n{source.text.strip()}"
+        for source in sources
+    )
+    return (
+        "Passages from your sources that may bear on the question follow. Draw on them "
+        "when they help, in your own voice, and cite each one you use with its number in "
+        "square brackets, like [1], right after the sentence it supports. Cite only the "
+        "numbers listed here. If they do not help, answer without citing.\n\n" + listed
+    )
+
+
+def fit_sources(
+    sources: Sequence[SourcePassage], *, budget_tokens: int, min_chars: int = 300
+) -> list[SourcePassage]:
+    """Keep the best passages that fit the budget, trimming each to an equal share.
+
+    Passages arrive best first; the weakest are dropped before any passage is cut
+    below ``min_chars``, since a sliver of text cannot support a citation.
+    """
+    budget_chars = max(0, budget_tokens - MESSAGE_OVERHEAD_TOKENS * len(sources)) * CHARS_PER_TOKEN
+    kept = list(sources)
+    while kept and len(kept) * min_chars > budget_chars:
+        kept.pop()
+    if not kept:
+        return []
+    share = budget_chars // len(kept)
+    return [SourcePassage(s.n, s.document_name, s.page, _trim_words(s.text, share)) for s in kept]
+
+
+def _trim_words(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0] or text[: limit - 1]
+    return cut + "…"
+
+
+def cited_numbers(reply: str) -> set[int]:
+    """The source numbers a reply cites, as [1] or [1, 3] or [2][4]."""
+    numbers: set[int] = set()
+    for group in _CITATION.findall(reply):
+        numbers.update(int(part) for part in re.findall(r"\d+", group))
+    return numbers
+
+
+_CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 
 
 def plan_memory(history: Sequence[PromptMessage], *, budget_tokens: int) -> MemoryPlan:
@@ -147,9 +214,12 @@ def chat_messages(
     summary: str,
     recent: Sequence[PromptMessage],
     user_message: str,
+    sources: Sequence[SourcePassage] = (),
 ) -> list[PromptMessage]:
     return [
-        PromptMessage(role="system", content=system_prompt(voice, summary=summary)),
+        PromptMessage(
+            role="system", content=system_prompt(voice, summary=summary, sources=sources)
+        ),
         *recent,
         PromptMessage(role="user", content=user_message),
     ]

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -66,6 +67,9 @@ class ModelScript:
     # Close the connection without finishing the chunked body after n tokens.
     drop_after_tokens: int | None = None
     served_model: str | None = None  # the answers' `model` field; default: the requested name
+    # /v1/embeddings: vectors of this size (a hashed bag of words, deliberately not
+    # unit length and listed in reverse order, so clients must normalise and sort).
+    embedding_dimension: int = 16
 
 
 def split_tokens(text: str) -> list[str]:
@@ -154,6 +158,7 @@ class FakeOpenAIServer:
             routes=[
                 Route("/v1/models", self._list_models, methods=["GET"]),
                 Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
             ]
         )
 
@@ -267,6 +272,47 @@ class FakeOpenAIServer:
         return _StreamingReply(
             answer.chunks(progress), progress=progress, disconnects=self.disconnects, model=model
         )
+
+    async def _embeddings(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return _error(400, "the request body is not JSON")
+        model = str(body.get("model", ""))
+        self.requests[model] += 1
+        self.last_request[model] = body
+        script = self.scripts.get(model)
+        if script is None:
+            return _error(404, f"model {model!r} not found")
+        if script.status_code is not None and (
+            script.status_times is None or self.requests[model] <= script.status_times
+        ):
+            headers = {"Retry-After": script.retry_after} if script.retry_after else None
+            return _error(script.status_code, f"scripted HTTP {script.status_code}", headers)
+        inputs = body.get("input")
+        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        if not texts or not all(isinstance(t, str) and t for t in texts):
+            return _error(400, "input must be a non-empty string or list of non-empty strings")
+        data = [
+            {"object": "embedding", "index": i, "embedding": _bag_of_words(t, script)}
+            for i, t in enumerate(texts)
+        ]
+        tokens = sum(len(split_tokens(t)) for t in texts)
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data[::-1],
+                "model": script.served_model or model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+
+def _bag_of_words(text: str, script: ModelScript) -> list[float]:
+    vector = [0.0] * script.embedding_dimension
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        vector[zlib.crc32(word.encode()) % script.embedding_dimension] += 2.0
+    return vector
 
 
 class _Answer:

@@ -110,8 +110,9 @@ async def test_send_streams_sse_events(
     assert response.headers["content-type"].startswith("text/event-stream")
     events = parse_sse(response.text)
     names = [name for name, _ in events]
-    assert names[0] == "message" and names[-1] == "done"
-    assert set(names[1:-1]) == {"delta"}
+    assert names[:2] == ["message", "sources"] and names[-1] == "done"
+    assert set(names[2:-1]) == {"delta"}
+    assert events[1][1] == {"citations": []}  # no documents for this character yet
     assert events[0][1]["content"] == "What is virtue?" and events[0][1]["role"] == "user"
     assert (
         "".join(data["text"] for name, data in events if name == "delta") == "Virtue is knowledge."

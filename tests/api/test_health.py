@@ -12,7 +12,13 @@ async def test_health_is_200_when_every_component_is_up(client: httpx.AsyncClien
     body = response.json()
     assert body["status"] == "ok"
     assert body["version"] == __version__
-    assert set(body["components"]) == {"database", "model", "vector_store"}
+    assert set(body["components"]) == {
+        "database",
+        "model",
+        "vector_store",
+        "embedder",
+        "file_store",
+    }
     assert all(c["status"] == "ok" for c in body["components"].values())
     assert body["components"]["database"]["provider"] in {"sqlite", "postgresql"}
 
@@ -38,3 +44,14 @@ async def test_health_is_503_naming_the_failing_vector_store(
     body = response.json()
     assert body["status"] == "degraded"
     assert body["components"]["vector_store"]["status"] == "unavailable"
+
+
+async def test_health_is_503_naming_the_failing_embedder(
+    client: httpx.AsyncClient, container: FakeProvidersContainer
+) -> None:
+    container.embedder.healthy = False  # type: ignore[attr-defined]
+    response = await client.get("/api/v1/health")
+    assert response.status_code == 503
+    components = response.json()["components"]
+    assert components["embedder"]["status"] == "unavailable"
+    assert components["model"]["status"] == "ok"

@@ -145,6 +145,7 @@ async def test_client_going_away_saves_what_was_streamed(
     stream = chat_service.stream_turn(
         container.db_session, turn=turn, chat_model=FakeChatModel(reply="abcdefgh", chunk_size=2)
     )
+    assert await anext(stream) == chat_service.ReplySources([])
     first = await anext(stream)
     assert first == chat_service.ReplyDelta("ab")
     await stream.aclose()

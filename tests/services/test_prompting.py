@@ -116,3 +116,40 @@ def test_fallback_summary_lists_recent_questions() -> None:
 )
 def test_title_from_message(text: str, title: str) -> None:
     assert prompting.title_from_message(text) == title
+
+
+SOURCES = [
+    prompting.SourcePassage(1, "apology.txt", None, "I know that I know nothing."),
+    prompting.SourcePassage(2, "crito.pdf", 4, "One ought never to do wrong in return."),
+]
+
+
+def test_system_prompt_with_sources_matches_golden() -> None:
+    text = prompting.system_prompt(
+        VOICE, summary="The visitor asked about courage.", sources=SOURCES
+    )
+    _golden("system_prompt_with_sources.txt", text)
+
+
+def test_fit_sources_keeps_everything_that_fits() -> None:
+    assert prompting.fit_sources(SOURCES, budget_tokens=1000) == SOURCES
+
+
+def test_fit_sources_drops_the_weakest_before_cutting_below_the_minimum() -> None:
+    long = [prompting.SourcePassage(n, "d", None, "word " * 400) for n in (1, 2, 3)]
+    fitted = prompting.fit_sources(long, budget_tokens=200, min_chars=300)
+    assert [s.n for s in fitted] == [1, 2]
+    assert all(len(s.text) <= 380 and s.text.endswith("…") for s in fitted)
+    assert prompting.fit_sources(long, budget_tokens=10) == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "numbers"),
+    [
+        ("As I wrote [1], and again [3].", {1, 3}),
+        ("Both agree [1, 2]; see also [4][5].", {1, 2, 4, 5}),
+        ("No citations here, only [brackets].", set()),
+    ],
+)
+def test_cited_numbers(reply: str, numbers: set[int]) -> None:
+    assert prompting.cited_numbers(reply) == numbers

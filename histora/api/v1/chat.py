@@ -17,8 +17,10 @@ from histora.api.sse import sse_event, sse_response
 from histora.errors import InvalidInputError
 from histora.models.base import Page
 from histora.models.chat import ChatMessagePublic, ChatSessionPublic
+from histora.models.documents import CitationPublic
 from histora.services import chat as chat_service
 from histora.services import conversations
+from histora.services import documents as documents_service
 
 router = APIRouter(prefix="/chat/sessions", tags=["chat"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
@@ -39,6 +41,12 @@ class MessageCreate(BaseModel):
         default=None, max_length=chat_service.CLIENT_ID_MAX_LENGTH
     )
     stream: bool = True
+
+
+class SourcesEvent(BaseModel):
+    """The passages the reply may cite as [n], sent before its first delta."""
+
+    citations: list[CitationPublic]
 
 
 class TurnResult(BaseModel):
@@ -97,8 +105,16 @@ async def update_session(
 
 
 @router.delete("/{session_id}", status_code=204, responses=NOT_FOUND)
-async def delete_session(session_id: uuid.UUID, db: DbDep, actor: ActorDep) -> Response:
-    await conversations.delete_session(db, actor=actor, session_id=session_id)
+async def delete_session(
+    session_id: uuid.UUID, db: DbDep, actor: ActorDep, container: ContainerDep
+) -> Response:
+    await documents_service.delete_session_and_documents(
+        db,
+        actor=actor,
+        session_id=session_id,
+        files=container.file_store,
+        vector_store=container.vector_store,
+    )
     return Response(status_code=204)
 
 
@@ -123,9 +139,14 @@ async def _sse_events(
 ) -> AsyncIterator[bytes]:
     yield sse_event("message", turn.user_message)
     async for event in chat_service.stream_turn(
-        container.db_session, turn=turn, chat_model=container.chat_model
+        container.db_session,
+        turn=turn,
+        chat_model=container.chat_model,
+        retriever=container.retriever,
     ):
-        if isinstance(event, chat_service.ReplyDelta):
+        if isinstance(event, chat_service.ReplySources):
+            yield sse_event("sources", SourcesEvent(citations=event.citations))
+        elif isinstance(event, chat_service.ReplyDelta):
             yield sse_event("delta", {"text": event.text})
         elif isinstance(event, chat_service.ReplyDone):
             yield sse_event("done", event.message)
@@ -140,7 +161,10 @@ async def _reply(
     if stream:
         return sse_response(_sse_events(turn, container))
     async for event in chat_service.stream_turn(
-        container.db_session, turn=turn, chat_model=container.chat_model
+        container.db_session,
+        turn=turn,
+        chat_model=container.chat_model,
+        retriever=container.retriever,
     ):
         if isinstance(event, chat_service.ReplyFailed):
             error = {
@@ -157,7 +181,7 @@ async def _reply(
 
 STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     201: {"model": TurnResult, "description": "With stream=false: the saved reply"},
-    200: {"description": "Server-sent events: message, delta, done, error"},
+    200: {"description": "Server-sent events: message, sources, delta, done, error"},
     404: {"model": ErrorResponse},
     409: {"model": ErrorResponse},
     503: {"model": ErrorResponse},

@@ -34,7 +34,11 @@ class HealthStatus(BaseModel):
 )
 async def get_health(db: DbDep, container: ContainerDep) -> JSONResponse:
     report = await health_service.check(
-        db, chat_model=container.chat_model, vector_store=container.vector_store
+        db,
+        chat_model=container.chat_model,
+        vector_store=container.vector_store,
+        embedder=container.embedder,
+        files=container.file_store,
     )
     body = HealthStatus(
         status=report.status,

@@ -6,13 +6,17 @@ import reflex as rx
 
 from histora.components.characters import figure_not_found, portrait
 from histora.components.chat import draft_bubble, message_bubble
+from histora.components.documents import confirm_delete_dialog, document_item
 from histora.components.layout import loading, page_layout
+from histora.components.uploads import drop_zone, upload_outcomes
 from histora.models.chat import ChatSessionPublic
+from histora.pages.chat.documents_state import ChatDocumentsState, ChatUploadState
 from histora.pages.chat.sessions_state import ChatSessionsState
 from histora.pages.chat.state import ChatState
 from histora.services.chat import MAX_MESSAGE_CHARS
 from histora.state.session import SessionState
 
+UPLOAD_ID = "chat-documents-upload"
 ONE_LINE = {"white_space": "nowrap", "overflow": "hidden", "text_overflow": "ellipsis"}
 
 
@@ -81,9 +85,53 @@ def _session_list() -> rx.Component:
     )
 
 
-def _phone_sessions() -> rx.Component:
-    """On a phone the list sits behind a button instead of a sidebar."""
-    return rx.box(
+def _documents_panel() -> rx.Component:
+    """The conversation's own documents, and the control that adds more."""
+    return rx.vstack(
+        rx.hstack(
+            rx.icon("paperclip", size=14),
+            rx.text("Documents in this conversation", size="1", weight="bold"),
+            align="center",
+            spacing="2",
+        ),
+        rx.foreach(
+            ChatDocumentsState.documents,
+            lambda document: document_item(document, on_delete=ChatDocumentsState.ask_delete),
+        ),
+        drop_zone(
+            upload_id=UPLOAD_ID,
+            on_drop=ChatUploadState.upload(rx.upload_files_chunk(upload_id=UPLOAD_ID)),
+            on_drop_rejected=ChatUploadState.reject_files,
+            max_bytes=ChatUploadState.max_bytes,
+            busy=ChatUploadState.uploading,
+            label="Add a document to this conversation",
+            compact=True,
+        ),
+        upload_outcomes(ChatUploadState.outcomes),
+        rx.cond(
+            ChatDocumentsState.error != "",
+            rx.text(ChatDocumentsState.error, size="1", color=rx.color("red", 11)),
+        ),
+        spacing="2",
+        width="100%",
+        data_testid="chat-documents",
+    )
+
+
+def _sidebar() -> rx.Component:
+    return rx.vstack(
+        _session_list(),
+        rx.divider(),
+        _documents_panel(),
+        spacing="4",
+        width="100%",
+        display=rx.breakpoints(initial="none", md="flex"),
+    )
+
+
+def _phone_bar() -> rx.Component:
+    """On a phone, conversations and documents sit behind buttons instead of a sidebar."""
+    return rx.hstack(
         rx.popover.root(
             rx.popover.trigger(
                 rx.button(rx.icon("messages-square"), "Conversations", variant="soft", size="2")
@@ -92,7 +140,26 @@ def _phone_sessions() -> rx.Component:
                 _session_list(), width="300px", max_height="70vh", overflow_y="auto"
             ),
         ),
-        display=rx.breakpoints(initial="block", md="none"),
+        rx.popover.root(
+            rx.popover.trigger(
+                rx.button(
+                    rx.icon("paperclip"),
+                    "Documents",
+                    rx.cond(
+                        ChatDocumentsState.documents.length() > 0,
+                        rx.badge(ChatDocumentsState.documents.length(), radius="full"),
+                    ),
+                    variant="soft",
+                    size="2",
+                    data_testid="phone-documents",
+                )
+            ),
+            rx.popover.content(
+                _documents_panel(), width="300px", max_height="70vh", overflow_y="auto"
+            ),
+        ),
+        spacing="2",
+        display=rx.breakpoints(initial="flex", md="none"),
     )
 
 
@@ -196,7 +263,7 @@ def _conversation() -> rx.Component:
         rx.cond((ChatState.messages.length() == 0) & ~ChatState.streaming, _starters()),
         rx.flex(
             rx.foreach(ChatState.messages, message_bubble),
-            rx.cond(ChatState.streaming, draft_bubble(ChatState.draft)),
+            rx.cond(ChatState.streaming, draft_bubble(ChatState.draft, ChatState.draft_sources)),
             direction="column",
             gap="var(--space-3)",
         ),
@@ -272,14 +339,20 @@ def _composer() -> rx.Component:
 
 def _chat() -> rx.Component:
     return rx.grid(
-        rx.box(_session_list(), display=rx.breakpoints(initial="none", md="block")),
+        _sidebar(),
         rx.flex(
-            _phone_sessions(),
+            _phone_bar(),
             _character_panel(),
             _conversation(),
             _error(),
             _composer(),
             _delete_dialog(),
+            confirm_delete_dialog(
+                open_=ChatDocumentsState.confirm_delete_id != "",
+                name=ChatDocumentsState.confirm_delete_name,
+                on_cancel=ChatDocumentsState.cancel_delete,
+                on_confirm=ChatDocumentsState.confirm_delete,
+            ),
             direction="column",
             gap="var(--space-3)",
             height="calc(100vh - 180px)",
@@ -294,7 +367,12 @@ def _chat() -> rx.Component:
 @rx.page(
     route="/chat/[character_id]",
     title="Histora: chat",
-    on_load=[SessionState.require_user, ChatState.load],
+    on_load=[
+        SessionState.require_user,
+        ChatState.load,
+        ChatUploadState.reset_uploads,
+        ChatDocumentsState.load,
+    ],
 )
 def chat_page() -> rx.Component:
     return page_layout(

@@ -10,6 +10,7 @@ from histora import deps
 from histora.errors import HistoraError
 from histora.pages.chat.state import ChatState
 from histora.services import conversations
+from histora.services import documents as documents_service
 from histora.state.session import SessionState
 
 
@@ -32,8 +33,15 @@ class ChatSessionsState(rx.State):
             target = uuid.UUID(session_id)
             async with deps.db_session() as db:
                 actor = await (await self.get_state(SessionState))._actor(db)
-                if delete:
-                    await conversations.delete_session(db, actor=actor, session_id=target)
+                if delete:  # its uploaded documents, their files and vectors go too
+                    container = deps.get_container()
+                    await documents_service.delete_session_and_documents(
+                        db,
+                        actor=actor,
+                        session_id=target,
+                        files=container.file_store,
+                        vector_store=container.vector_store,
+                    )
                 else:
                     await conversations.set_archived(
                         db, actor=actor, session_id=target, archived=True

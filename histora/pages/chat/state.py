@@ -11,6 +11,7 @@ from histora import deps
 from histora.errors import HistoraError
 from histora.models.characters import CharacterPublic
 from histora.models.chat import ChatMessagePublic, ChatSessionPublic
+from histora.models.documents import CitationPublic
 from histora.services import characters as characters_service
 from histora.services import chat as chat_service
 from histora.services import conversations
@@ -37,6 +38,8 @@ class ChatState(rx.State):
     session_id: str = ""
     messages: list[ChatMessagePublic] = []
     draft: str = ""
+    # The passages the streaming reply may cite: set once per reply (ReplySources).
+    draft_sources: list[CitationPublic] = []
     streaming: bool = False
     error: str = ""
     _turn: chat_service.PreparedTurn | None = None
@@ -134,7 +137,7 @@ class ChatState(rx.State):
             self.error = exc.public_message
             return None
         self._turn, self._stop_requested = turn, False
-        self.streaming, self.draft = True, ""
+        self.streaming, self.draft, self.draft_sources = True, "", []
         return ChatState.stream_reply
 
     @rx.event
@@ -160,9 +163,13 @@ class ChatState(rx.State):
             container.db_session,
             turn=turn,
             chat_model=container.chat_model,
+            retriever=container.retriever,
             should_stop=lambda: stop[0],
         ):
-            if isinstance(event, chat_service.ReplyDelta):
+            if isinstance(event, chat_service.ReplySources):
+                async with self:
+                    self.draft_sources = event.citations
+            elif isinstance(event, chat_service.ReplyDelta):
                 pending.append(event.text)
                 if time.monotonic() - last_flush >= FLUSH_SECONDS:
                     async with self:
@@ -177,6 +184,6 @@ class ChatState(rx.State):
                 self.messages = [*self.messages, final.message]
                 if isinstance(final, chat_service.ReplyFailed):
                     self.error = final.public_message
-            self.draft, self.streaming, self._turn = "", False, None
+            self.draft, self.draft_sources, self.streaming, self._turn = "", [], False, None
         async with self:
             await self._refresh_sessions()

@@ -1,4 +1,4 @@
-"""Admin: the users of the platform (more admin pages build on this one)."""
+"""Admin: the users of the platform."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import uuid
 import reflex as rx
 
 from histora import deps
+from histora.components.admin import admin_nav
 from histora.components.layout import loading, page_layout
 from histora.errors import HistoraError
 from histora.models.users import UserPublic
@@ -85,6 +86,7 @@ def admin_page() -> rx.Component:
         rx.cond(
             SessionState.is_admin,
             rx.vstack(
+                admin_nav("users"),
                 rx.heading("Users", size="7", data_testid="admin-heading"),
                 rx.input(
                     placeholder="Search by name or email",

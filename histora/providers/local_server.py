@@ -1,0 +1,217 @@
+"""A server the app runs itself on loopback: one per machine, supervised by one worker.
+
+The embedded model server and the managed Chroma server share this: whichever worker
+takes the file lock spawns the process, checks its health, restarts it if it dies and
+stops it on shutdown; the other workers only connect to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+import structlog
+from filelock import FileLock, Timeout
+
+from histora.errors import ConfigurationError
+
+log = structlog.get_logger(__name__)
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: no orphaned server if the app is killed."""
+    if sys.platform == "linux":
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def port_is_listening(host: str, port: int) -> bool:
+    """Whether some process listens on host:port (lingering closed connections do not count)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+class LocalServer:
+    """Owns one child server process: start, health-check, restart, stop.
+
+    Subclasses give the command, the health URL and what is missing from the install.
+    """
+
+    # Prefix of the log events, e.g. "local_model.ready".
+    event: ClassVar[str]
+    # A server the app cannot work without: a missing install stops the app at startup.
+    required: ClassVar[bool] = False
+    # Set for a server that must be this app's own (it holds data): a listener already on
+    # its port is an error naming this setting, where a shareable server would be reused.
+    port_setting: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        health_url: str,
+        log_path: Path,
+        lock_path: Path,
+        supervise_interval: float = 5.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.health_url = health_url
+        self.log_path = log_path
+        self.lock_path = lock_path
+        self.supervise_interval = supervise_interval
+        # How long a previous server (a restarted worker's) may take to free the port.
+        self.port_release_seconds = 10.0
+        self._process: subprocess.Popen[bytes] | None = None
+        # The supervisor and a caller may both try to restart a dead server.
+        self._start_lock = asyncio.Lock()
+
+    def installation_problem(self) -> str | None:
+        """Why the server cannot run here, or None when it is installed."""
+        return None
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        """The server process this object started and still runs, if any."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    async def is_healthy(self, wait_seconds: float = 1.0) -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=wait_seconds) as client:
+                response = await client.get(self.health_url)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def start(self, ready_timeout: float = 60.0) -> None:
+        async with self._start_lock:
+            await self._start(ready_timeout)
+
+    async def _start(self, ready_timeout: float) -> None:
+        if self.pid is not None:
+            return
+        if self.port_setting is None:
+            if await self.is_healthy():
+                return
+        elif not await self._port_released():
+            raise ConfigurationError(
+                f"Port {self.port} on {self.host} is taken by another program, so the "
+                f"{self.event.replace('_', ' ')} server cannot start: set {self.port_setting} "
+                "to a free port."
+            )
+        problem = self.installation_problem()
+        if problem:
+            log.warning(f"{self.event}.unavailable", reason=problem)
+            return
+        process = self._spawn()
+        started = asyncio.get_running_loop().time()
+        while (waited := asyncio.get_running_loop().time() - started) < ready_timeout:
+            if process.poll() is not None:
+                log.error(f"{self.event}.exited", code=process.returncode, log=str(self.log_path))
+                return
+            if await self.is_healthy():
+                log.info(
+                    f"{self.event}.ready",
+                    url=self.health_url,
+                    pid=process.pid,
+                    seconds=round(waited, 2),
+                )
+                return
+            await asyncio.sleep(0.2)
+        log.error(f"{self.event}.not_ready", timeout=ready_timeout, log=str(self.log_path))
+
+    async def _port_released(self) -> bool:
+        """Wait a little for a listener on our port to go (a previous server stopping)."""
+        deadline = asyncio.get_running_loop().time() + self.port_release_seconds
+        while port_is_listening(self.host, self.port):
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.5)
+        return True
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log_file:
+            # Popen on the loop's own thread, not asyncio's subprocess API: uvloop leaks
+            # the web server's listening sockets into the child, and the parent-death
+            # signal is tied to the thread that forked. The command comes from settings.
+            self._process = subprocess.Popen(  # noqa: S603
+                self._command(),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                close_fds=True,
+                preexec_fn=_die_with_parent,
+            )
+        return self._process
+
+    async def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.to_thread(process.wait, 10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            await asyncio.to_thread(process.wait)
+        log.info(f"{self.event}.stopped")
+
+    async def supervise(self, interval: float | None = None) -> None:
+        """Restart the server if it dies."""
+        while True:
+            await asyncio.sleep(self.supervise_interval if interval is None else interval)
+            if self._process is not None and self._process.poll() is not None:
+                log.warning(f"{self.event}.died", code=self._process.returncode)
+                self._process = None
+                try:
+                    await self.start()
+                except ConfigurationError as exc:
+                    log.error(f"{self.event}.restart_failed", reason=str(exc))
+
+    @contextlib.asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
+        """Run for the app's lifetime, on at most one worker per machine."""
+        problem = self.installation_problem()
+        if problem and self.required:
+            raise ConfigurationError(problem)
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.lock_path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info(f"{self.event}.managed_elsewhere")
+            yield
+            return
+        supervisor: asyncio.Task[None] | None = None
+        try:
+            await self.start()
+            supervisor = asyncio.create_task(self.supervise(), name=f"{self.event}-supervisor")
+            yield
+        finally:
+            if supervisor is not None:
+                supervisor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await supervisor
+            await self.stop()
+            lock.release()

@@ -1,0 +1,167 @@
+"""``start_turn``'s one-transaction path: what it reads, what it commits, and its edges."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from histora.errors import NotFoundError
+from histora.models import ChatMessage, ChatSession, MessageRole, MessageStatus, User
+from histora.models.base import utcnow
+from histora.providers.fakes import FakeChatModel
+from histora.services import chat as chat_service
+from histora.services import conversations
+from tests.conftest import FakeProvidersContainer
+from tests.factories import make_user
+
+
+async def _session(db: AsyncSession, user: User) -> uuid.UUID:
+    return (await conversations.create_session(db, actor=user, character_id="socrates")).id
+
+
+async def _answer(container: FakeProvidersContainer, turn: chat_service.PreparedTurn) -> None:
+    async for _ in chat_service.stream_turn(
+        container.db_session, turn=turn, chat_model=FakeChatModel(reply="An answer.")
+    ):
+        pass
+
+
+async def _messages(db: AsyncSession, session_id: uuid.UUID) -> list[ChatMessage]:
+    db.expunge_all()
+    rows = await db.exec(
+        select(ChatMessage)
+        .where(ChatMessage.session_id == session_id)
+        .order_by(col(ChatMessage.created_at), col(ChatMessage.id))
+    )
+    return list(rows.all())
+
+
+async def test_turn_is_committed_with_its_reply_placeholder(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    turn = await chat_service.start_turn(
+        db, actor=user, session_id=session_id, content="  What is justice?  "
+    )
+    # Nothing left pending: the caller may go straight to the model.
+    assert not (db.new or db.dirty)
+    saved = await _messages(db, session_id)
+    assert [(m.role, m.status) for m in saved] == [
+        (MessageRole.USER, MessageStatus.COMPLETE),
+        (MessageRole.ASSISTANT, MessageStatus.STREAMING),
+    ]
+    assert saved[0].created_at < saved[1].created_at  # the reply sorts after its question
+    assert turn.user_message.id == saved[0].id and turn.user_message.content == "What is justice?"
+    assert turn.user_message == conversations.message_public(saved[0])
+    assert turn.assistant_message_id == saved[1].id
+    assert turn.voice.name == "Socrates" and turn.history == [] and turn.user_position == 0
+    session = await db.get(ChatSession, session_id)
+    assert session is not None and session.title == "What is justice?"
+    assert session.last_message_at is not None
+
+
+async def test_history_and_positions_follow_the_summary(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    for question in ("One", "Two", "Three"):
+        await _answer(
+            container,
+            await chat_service.start_turn(db, actor=user, session_id=session_id, content=question),
+        )
+    await db.exec(
+        update(ChatSession)
+        .where(col(ChatSession.id) == session_id)
+        .values(summarized_message_count=2, summary="They spoke of One.")
+    )
+    await db.commit()
+    db.expunge_all()
+
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Four")
+
+    assert turn.summary == "They spoke of One."
+    assert turn.user_position == 6
+    assert [(position, m.role, m.content) for position, m in turn.history] == [
+        (2, "user", "Two"),
+        (3, "assistant", "An answer."),
+        (4, "user", "Three"),
+        (5, "assistant", "An answer."),
+    ]
+    db.expunge_all()
+    session = await db.get(ChatSession, session_id)
+    assert session is not None and session.title == "One"  # named by its first message only
+
+
+async def test_a_stale_reply_is_failed_and_the_send_goes_through(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    stuck = await chat_service.start_turn(db, actor=user, session_id=session_id, content="First")
+    long_ago = utcnow() - timedelta(seconds=chat_service.STALE_REPLY_SECONDS + 60)
+    await db.exec(
+        update(ChatMessage)
+        .where(col(ChatMessage.id) == stuck.assistant_message_id)
+        .values(updated_at=long_ago)
+    )
+    await db.commit()
+    db.expunge_all()
+
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Second")
+
+    saved = await _messages(db, session_id)
+    assert [m.status for m in saved] == [
+        MessageStatus.COMPLETE,
+        MessageStatus.FAILED,
+        MessageStatus.COMPLETE,
+        MessageStatus.STREAMING,
+    ]
+    assert saved[1].error == chat_service.INTERRUPTED_ERROR
+    assert turn.user_position == 2
+    # The failed reply said nothing, so the model is not shown it.
+    assert [m.content for _, m in turn.history] == ["First"]
+
+
+async def test_a_retry_older_than_the_summary_is_still_not_duplicated(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    first = await chat_service.start_turn(
+        db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
+    )
+    await _answer(container, first)
+    # The send is no longer among the messages a turn loads: the database's unique
+    # constraint catches the duplicate, and the send is answered as a retry.
+    await db.exec(
+        update(ChatSession)
+        .where(col(ChatSession.id) == session_id)
+        .values(summarized_message_count=2)
+    )
+    await db.commit()
+    db.expunge_all()
+
+    again = await chat_service.start_turn(
+        db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
+    )
+
+    assert again.user_message.id == first.user_message.id
+    assert again.replay is not None and again.replay.content == "An answer."
+    assert len(await _messages(db, session_id)) == 2
+
+
+async def test_another_users_session_is_not_found_and_nothing_is_saved(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    owner, other = await make_user(db), await make_user(db)
+    session_id = await _session(db, owner)
+    with pytest.raises(NotFoundError):
+        await chat_service.start_turn(db, actor=other, session_id=session_id, content="Hello")
+    await db.rollback()
+    assert await _messages(db, session_id) == []
