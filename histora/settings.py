@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     )
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     refresh_token_ttl_days: int = Field(default=30, ge=1)
+    # Tabs opened together all present the same stored refresh token at once.
+    refresh_reuse_grace_seconds: int = Field(default=10, ge=0, le=60)
     admin_email: str | None = None
     admin_password: SecretStr | None = None
     signup_credits: int = Field(default=100, ge=0)

@@ -186,7 +186,9 @@ async def rotate_refresh_token(
     ).first()
     if row is None:
         raise UnauthorizedError(SESSION_INVALID, detail="unknown refresh token")
-    if row.revoked_at is not None:
+    if row.revoked_at is not None and not await _sibling_tab(
+        db, row.id, settings=settings, user_agent=user_agent, ip=ip
+    ):
         await _revoke_family(db, row.family_id)
         log.warning("auth.refresh_reuse", user_id=str(row.user_id), family_id=str(row.family_id))
         raise UnauthorizedError(SESSION_INVALID, detail="refresh token reused")
@@ -207,13 +209,51 @@ async def rotate_refresh_token(
         .where(col(RefreshToken.revoked_at).is_(None))
         .values(revoked_at=utcnow(), replaced_by_id=new_row.id)
     )
-    if result.rowcount != 1:
+    if result.rowcount != 1 and not await _sibling_tab(
+        db, row.id, settings=settings, user_agent=user_agent, ip=ip
+    ):
         await _revoke_family(db, row.family_id)
         log.warning("auth.refresh_race", user_id=str(row.user_id), family_id=str(row.family_id))
         raise UnauthorizedError(SESSION_INVALID, detail="refresh token reused concurrently")
     db.add(new_row)
     await db.commit()
     return user, _pair(user, secret, settings)
+
+
+async def _sibling_tab(
+    db: AsyncSession,
+    row_id: uuid.UUID,
+    *,
+    settings: Settings,
+    user_agent: str | None,
+    ip: str | None,
+) -> bool:
+    """Whether a rotated token comes back from the browser that rotated it, moments ago.
+
+    Several tabs opened at once all present the one stored token; the first rotates
+    it and the others would otherwise revoke the whole sign-in. Within a few seconds
+    of its rotation, from the same user agent and address as its successor, a rotated
+    token may branch the family once more. A sign-out leaves no successor, and a
+    replay from elsewhere or later still revokes the family.
+    """
+    row = (
+        await db.exec(
+            select(RefreshToken)
+            .where(col(RefreshToken.id) == row_id)
+            .execution_options(populate_existing=True)
+        )
+    ).first()
+    if row is None or row.revoked_at is None or row.replaced_by_id is None:
+        return False
+    if utcnow() - row.revoked_at > timedelta(seconds=settings.refresh_reuse_grace_seconds):
+        return False
+    successor = await db.get(RefreshToken, row.replaced_by_id)
+    return (
+        successor is not None
+        and successor.revoked_at is None
+        and successor.user_agent == (user_agent[:_USER_AGENT_MAX] if user_agent else None)
+        and successor.ip_address == (ip[:_IP_MAX] if ip else None)
+    )
 
 
 async def revoke_refresh_token(db: AsyncSession, *, refresh_token: str) -> None:

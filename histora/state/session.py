@@ -59,7 +59,11 @@ class SessionState(rx.State):
             raise UnauthorizedError("Please sign in to continue.")
         try:
             user, pair = await tokens.rotate_refresh_token(
-                db, refresh_token=self.refresh_token, settings=settings, ip=self._client_ip()
+                db,
+                refresh_token=self.refresh_token,
+                settings=settings,
+                ip=self._client_ip(),
+                user_agent=self.router.headers.user_agent or None,
             )
         except UnauthorizedError:
             self._forget()
@@ -69,7 +73,11 @@ class SessionState(rx.State):
 
     async def _sign_in_as(self, db: AsyncSession, user: User) -> None:
         pair = await tokens.issue_token_pair(
-            db, user=user, settings=deps.get_container().settings, ip=self._client_ip()
+            db,
+            user=user,
+            settings=deps.get_container().settings,
+            ip=self._client_ip(),
+            user_agent=self.router.headers.user_agent or None,
         )
         self._remember(user, pair)
 

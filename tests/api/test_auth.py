@@ -93,7 +93,11 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(anon_client: httpx.A
     assert rotated.status_code == 200
     second = rotated.json()["refresh_token"]
     assert second != first
-    reused = await anon_client.post("/api/v1/auth/refresh", json={"refresh_token": first})
+    reused = await anon_client.post(
+        "/api/v1/auth/refresh",
+        json={"refresh_token": first},
+        headers={"user-agent": "a thief's script"},
+    )
     assert reused.status_code == 401
     # The reuse revoked the whole family, including the newest token.
     after = await anon_client.post("/api/v1/auth/refresh", json={"refresh_token": second})

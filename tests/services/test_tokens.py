@@ -143,10 +143,12 @@ async def test_reusing_a_rotated_token_revokes_the_whole_family(
     first = await tokens.issue_token_pair(db, user=user, settings=settings)
     other_session = await tokens.issue_token_pair(db, user=user, settings=settings)
     _, second = await tokens.rotate_refresh_token(
-        db, refresh_token=first.refresh_token, settings=settings
+        db, refresh_token=first.refresh_token, settings=settings, user_agent=BROWSER, ip=HOME
     )
     with pytest.raises(UnauthorizedError):
-        await tokens.rotate_refresh_token(db, refresh_token=first.refresh_token, settings=settings)
+        await tokens.rotate_refresh_token(
+            db, refresh_token=first.refresh_token, settings=settings, user_agent="curl", ip=AWAY
+        )
     # The thief's (or the victim's) newer token is dead too ...
     assert (await _row(db, second.refresh_token)).revoked_at is not None
     with pytest.raises(UnauthorizedError):
@@ -155,6 +157,55 @@ async def test_reusing_a_rotated_token_revokes_the_whole_family(
     await tokens.rotate_refresh_token(
         db, refresh_token=other_session.refresh_token, settings=settings
     )
+
+
+BROWSER, HOME, AWAY = "Mozilla/5.0 (X11; Linux x86_64)", "203.0.113.7", "198.51.100.9"
+
+
+async def test_tabs_opened_together_share_a_just_rotated_token(
+    db: AsyncSession, settings: Settings
+) -> None:
+    user = await make_user(db)
+    stored = await tokens.issue_token_pair(db, user=user, settings=settings)
+    same_browser = {"settings": settings, "user_agent": BROWSER, "ip": HOME}
+    _, tab_a = await tokens.rotate_refresh_token(
+        db, refresh_token=stored.refresh_token, **same_browser
+    )
+    _, tab_b = await tokens.rotate_refresh_token(
+        db, refresh_token=stored.refresh_token, **same_browser
+    )
+    assert tab_a.refresh_token != tab_b.refresh_token
+    for pair in (tab_a, tab_b):
+        assert (await _row(db, pair.refresh_token)).revoked_at is None
+
+
+async def test_a_rotated_token_replayed_after_the_grace_window_revokes_the_family(
+    db: AsyncSession, settings: Settings
+) -> None:
+    user = await make_user(db)
+    stored = await tokens.issue_token_pair(db, user=user, settings=settings)
+    same_browser = {"settings": settings, "user_agent": BROWSER, "ip": HOME}
+    _, newer = await tokens.rotate_refresh_token(
+        db, refresh_token=stored.refresh_token, **same_browser
+    )
+    old_row = await _row(db, stored.refresh_token)
+    assert old_row.revoked_at is not None
+    old_row.revoked_at -= timedelta(seconds=settings.refresh_reuse_grace_seconds + 1)
+    db.add(old_row)
+    await db.commit()
+    with pytest.raises(UnauthorizedError):
+        await tokens.rotate_refresh_token(db, refresh_token=stored.refresh_token, **same_browser)
+    assert (await _row(db, newer.refresh_token)).revoked_at is not None
+
+
+async def test_a_signed_out_token_gets_no_grace(db: AsyncSession, settings: Settings) -> None:
+    user = await make_user(db)
+    stored = await tokens.issue_token_pair(db, user=user, settings=settings)
+    await tokens.revoke_refresh_token(db, refresh_token=stored.refresh_token)
+    with pytest.raises(UnauthorizedError):
+        await tokens.rotate_refresh_token(
+            db, refresh_token=stored.refresh_token, settings=settings, user_agent=BROWSER, ip=HOME
+        )
 
 
 async def test_unknown_refresh_token_is_refused(db: AsyncSession, settings: Settings) -> None:
