@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -75,6 +76,7 @@ class Options:
     reflex_lengths: tuple[int, ...]
     reflex_sends: int
     skip_reflex: bool
+    skip_rest: bool
     database_url: str | None
     keep_logs: bool
 
@@ -212,9 +214,16 @@ def histora_api(env: dict[str, str], log_dir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def reflex_app(env: dict[str, str], log_dir: Path) -> Iterator[str]:
-    """The whole app, production build on one port; yields its origin URL."""
-    port = free_port()
+def reflex_app(
+    env: dict[str, str], log_dir: Path, *, port: int | None = None, proxy_url: str | None = None
+) -> Iterator[str]:
+    """The whole app, production build on one port; yields its origin URL.
+
+    ``proxy_url``: the byte-counting proxy in front of the app. The built frontend
+    then opens its websocket there (Reflex bakes the backend URL into the build),
+    and the app accepts that origin.
+    """
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = log_dir / "reflex.log"
     command = [
@@ -223,11 +232,128 @@ def reflex_app(env: dict[str, str], log_dir: Path) -> Iterator[str]:
         *("--backend-host", "127.0.0.1"),
     ]
     # The websocket is refused from origins not listed here.
-    app_env = env | {"HISTORA_CORS_ORIGINS": url}
+    app_env = env | {"HISTORA_CORS_ORIGINS": ",".join([url, *filter(None, [proxy_url])])}
+    if proxy_url:
+        app_env["REFLEX_API_URL"] = proxy_url
     with running(command, env=app_env, log_path=log_path) as process:
         wait_for_http(f"{url}/api/v1/health", process, log_path, timeout=APP_START_SECONDS)
         wait_for_http(url, process, log_path, timeout=60, accept=lambda status: status == 200)
         yield url
+
+
+# ---------------------------------------------------------------- wire bytes
+
+
+@dataclass
+class WireCounts:
+    """Bytes that crossed the TCP connection of the app's /_event websocket(s)."""
+
+    down: int = 0  # server -> browser, websocket frames after the handshake
+    up: int = 0  # browser -> server, websocket frames after the handshake
+    extensions: str = ""  # Sec-WebSocket-Extensions of the last handshake response
+
+
+class ByteCountingProxy:
+    """A TCP proxy in front of the app: the browser talks to it, it talks to the app.
+
+    Playwright reports websocket payloads after permessage-deflate has been undone;
+    this counts what the network carries (frame headers and compressed payloads).
+    Only ``/_event`` websocket connections are counted, from the end of the upgrade
+    handshake on. Runs its own event loop in a daemon thread.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.counts = WireCounts()
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wire-proxy", daemon=True)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    def __enter__(self) -> ByteCountingProxy:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the byte-counting proxy did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", 0)
+        )
+        self._ready.set()
+        self._loop.run_forever()
+        self._server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 65536:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            head += chunk
+        request = head.split(b"\r\n\r\n", 1)[0].lower()
+        websocket = b"/_event" in request.split(b"\r\n", 1)[0] and b"upgrade: websocket" in request
+        up_writer.write(head)
+        await asyncio.gather(
+            self._pump(reader, up_writer, websocket=websocket, down=False),
+            self._pump(up_reader, writer, websocket=websocket, down=True),
+            return_exceptions=True,
+        )
+
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        websocket: bool,
+        down: bool,
+    ) -> None:
+        handshake = websocket and down  # the server's 101 response is not a frame
+        buffer = b""
+        try:
+            while chunk := await reader.read(65536):
+                writer.write(chunk)
+                await writer.drain()
+                if not websocket:
+                    continue
+                if handshake:
+                    buffer += chunk
+                    if b"\r\n\r\n" not in buffer:
+                        continue
+                    headers, rest = buffer.split(b"\r\n\r\n", 1)
+                    self.counts.extensions = next(
+                        (
+                            line.split(b":", 1)[1].strip().decode(errors="replace")
+                            for line in headers.split(b"\r\n")
+                            if line.lower().startswith(b"sec-websocket-extensions:")
+                        ),
+                        "(none)",
+                    )
+                    handshake, chunk = False, rest
+                if down:
+                    self.counts.down += len(chunk)
+                else:
+                    self.counts.up += len(chunk)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
 
 
 # ---------------------------------------------------------------- statistics
@@ -574,12 +700,17 @@ class Reply:
     tokens: int
     chars: int
     frames: int
-    bytes: int
+    bytes: int  # payload: frame payloads as Playwright reports them (decompressed)
     ttft: float  # send frame sent -> first frame with a non-empty draft
+    wire: int = 0  # wire: bytes on the TCP connection (frame headers, compressed)
 
     @property
     def bytes_per_char(self) -> float:
         return ratio(self.bytes, self.chars)
+
+    @property
+    def wire_per_char(self) -> float:
+        return ratio(self.wire, self.chars)
 
 
 def wait_until_quiet(page: Any, log: FrameLog, quiet_ms: int = 300, max_ms: int = 5000) -> None:
@@ -591,16 +722,20 @@ def wait_until_quiet(page: Any, log: FrameLog, quiet_ms: int = 300, max_ms: int 
             return
 
 
-def send_and_measure(page: Any, log: FrameLog, *, tokens: int) -> Reply:
+def send_and_measure(
+    page: Any, log: FrameLog, *, tokens: int, wire: WireCounts | None = None
+) -> Reply:
     from playwright.sync_api import expect
 
     replies = page.get_by_test_id("assistant-message")
     before = replies.count()
     page.get_by_label("Your message").fill(QUESTION)
     mark = len(log.frames)
+    wire_mark = wire.down if wire else 0
     page.get_by_test_id("send").click()
     expect(replies).to_have_count(before + 1, timeout=REPLY_TIMEOUT_SECONDS * 1000)
     wait_until_quiet(page, log)
+    wire_bytes = wire.down - wire_mark if wire else 0
     window = log.since(mark)
     received = [f for f in window if not f.sent]
     sent_at = next((f.at for f in window if is_send_event(f)), math.nan)
@@ -614,6 +749,7 @@ def send_and_measure(page: Any, log: FrameLog, *, tokens: int) -> Reply:
         frames=len(received),
         bytes=sum(f.size for f in received),
         ttft=first_draft - sent_at,
+        wire=wire_bytes,
     )
 
 
@@ -651,6 +787,7 @@ class ReflexFigures:
     direct: Summary
     ttft: Summary
     replies: list[Reply]
+    extensions: str  # Sec-WebSocket-Extensions the app answered the browser with
 
 
 def run_reflex(opts: Options, log_dir: Path) -> ReflexFigures:
@@ -668,7 +805,11 @@ def run_reflex(opts: Options, log_dir: Path) -> ReflexFigures:
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(contextlib.ExitStack())
         model.enter_context(serve(reply_tokens=short))
-        url = stack.enter_context(reflex_app(env, log_dir))
+        app_port = free_port()
+        # The browser goes through the proxy, which counts the bytes on the wire.
+        proxy = stack.enter_context(ByteCountingProxy(app_port))
+        stack.enter_context(reflex_app(env, log_dir, port=app_port, proxy_url=proxy.url))
+        url, wire = proxy.url, proxy.counts
         direct = asyncio.run(_direct_sequential(model_url, opts.warmups, opts.reflex_sends))
         playwright = stack.enter_context(sync_playwright())
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -677,20 +818,23 @@ def run_reflex(opts: Options, log_dir: Path) -> ReflexFigures:
         sign_in(context, url)
         page, log = open_chat(context, url)
         for _ in range(opts.warmups):
-            send_and_measure(page, log, tokens=short)
-        samples = [send_and_measure(page, log, tokens=short) for _ in range(opts.reflex_sends)]
+            send_and_measure(page, log, tokens=short, wire=wire)
+        samples = [
+            send_and_measure(page, log, tokens=short, wire=wire) for _ in range(opts.reflex_sends)
+        ]
         page.close()
         replies = []
         for tokens in opts.reflex_lengths:
             model.close()  # the model server again, same port, another reply length
             model.enter_context(serve(reply_tokens=tokens))
             page, log = open_chat(context, url)
-            replies.append(send_and_measure(page, log, tokens=tokens))
+            replies.append(send_and_measure(page, log, tokens=tokens, wire=wire))
             page.close()
     figures = ReflexFigures(
         direct=direct,
         ttft=Summary.of([Sample(ttft=s.ttft) for s in samples]),
         replies=replies,
+        extensions=wire.extensions or "(no websocket seen)",
     )
     print_reflex(figures, short)
     return figures
@@ -711,18 +855,24 @@ def print_reflex(figures: ReflexFigures, short: int) -> None:
         print(f"  {name:10}{ms(row.ttft_p50):>12}{ms(row.ttft_p95):>12}")
     print(f"  {'added p50':10}{signed_ms(ttft.ttft_p50 - direct.ttft_p50):>12}")
     print("\nReflex websocket bytes received per reply (fresh conversation each)")
-    columns = ("tokens", "chars", "frames", "bytes", "bytes/char", "marginal")
-    print("  " + "".join(f"{c:>11}" for c in columns))
+    print(f"  Sec-WebSocket-Extensions from the app: {figures.extensions}")
+    columns = ("tokens", "chars", "frames", "payload", "/char", "marginal", "wire", "/char")
+    print("  " + "".join(f"{c:>10}" for c in columns) + "  marginal")
     previous: Reply | None = None
     for r in figures.replies:
-        marginal = marginal_bytes_per_char(previous, r) if previous else math.nan
-        cells = (r.tokens, r.chars, r.frames, r.bytes)
-        print("  " + "".join(f"{c:>11}" for c in cells) + f"{r.bytes_per_char:>11.1f}", end="")
-        print("" if math.isnan(marginal) else f"{marginal:>11.1f}")
+        cells = [f"{c:>10}" for c in (r.tokens, r.chars, r.frames, r.bytes)]
+        cells.append(f"{r.bytes_per_char:>10.1f}")
+        cells.append(f"{marginal_bytes_per_char(previous, r) if previous else math.nan:>10.1f}")
+        cells += [f"{r.wire:>10}", f"{r.wire_per_char:>10.1f}"]
+        cells.append(f"{marginal_wire_per_char(previous, r) if previous else math.nan:>10.1f}")
+        print("  " + "".join(cells).replace("nan", "  "))
         previous = r
     print(
-        "  marginal: extra bytes per extra reply character, against the row above "
-        "(flat when bytes grow linearly, rising when they grow faster)"
+        "  payload: websocket frame payloads as the browser hands them to the page "
+        "(after\n  permessage-deflate is undone); wire: the bytes on the TCP connection "
+        "(frame headers and\n  compressed payloads), counted by a proxy between browser "
+        "and app. marginal: extra bytes\n  per extra reply character, against the row "
+        "above (flat when bytes grow linearly)."
     )
 
 
@@ -730,13 +880,17 @@ def marginal_bytes_per_char(shorter: Reply, longer: Reply) -> float:
     return ratio(longer.bytes - shorter.bytes, longer.chars - shorter.chars)
 
 
+def marginal_wire_per_char(shorter: Reply, longer: Reply) -> float:
+    return ratio(longer.wire - shorter.wire, longer.chars - shorter.chars)
+
+
 # ---------------------------------------------------------------- summary
 
 
-def print_summary(opts: Options, rest: RestFigures, reflex: ReflexFigures | None) -> None:
+def _rest_summary(rest: RestFigures) -> list[tuple[str, str, str, str]]:
     one_added = rest.histora_one.ttft_p50 - rest.direct_one.ttft_p50
     many_added = rest.histora_many.ttft_p50 - rest.direct_many.ttft_p50
-    lines = [
+    return [
         ("REST added TTFT p50, 1 stream", ms(one_added), f"<= {TARGET_REST_ADDED_TTFT_MS:g} ms",
          verdict(within(one_added * 1000, TARGET_REST_ADDED_TTFT_MS))),
         ("REST TTFT ratio p50, 1 stream",
@@ -752,21 +906,32 @@ def print_summary(opts: Options, rest: RestFigures, reflex: ReflexFigures | None
          f"{rest.histora_one.errors} / {rest.histora_many.errors}", "0",
          verdict(rest.histora_one.errors + rest.histora_many.errors == 0)),
     ]  # fmt: skip
+
+
+def print_summary(opts: Options, rest: RestFigures | None, reflex: ReflexFigures | None) -> None:
+    lines = [] if rest is None else _rest_summary(rest)
     if reflex is not None:
         added = reflex.ttft.ttft_p50 - reflex.direct.ttft_p50
-        worst = max((r.bytes_per_char for r in reflex.replies), default=math.nan)
-        per_length = " / ".join(f"{r.bytes_per_char:.1f}" for r in reflex.replies)
         lengths = "/".join(str(r.tokens) for r in reflex.replies)
         steps = list(itertools.pairwise(reflex.replies))
-        marginal = marginal_bytes_per_char(*steps[-1]) if steps else math.nan
-        lines += [
+        lines.append(
             ("Reflex added TTFT p50", ms(added), f"<= {TARGET_REFLEX_ADDED_TTFT_MS:g} ms",
-             verdict(within(added * 1000, TARGET_REFLEX_ADDED_TTFT_MS))),
-            (f"Reflex bytes/char ({lengths} tokens)", per_length,
-             f"<= {TARGET_BYTES_PER_CHAR:g}", verdict(within(worst, TARGET_BYTES_PER_CHAR))),
-            ("Reflex marginal bytes/char, longest step", f"{marginal:.1f}",
-             f"<= {TARGET_BYTES_PER_CHAR:g}", verdict(within(marginal, TARGET_BYTES_PER_CHAR))),
-        ]  # fmt: skip
+             verdict(within(added * 1000, TARGET_REFLEX_ADDED_TTFT_MS)))
+        )  # fmt: skip
+        for label, per_char, marginal_of in (
+            ("wire", Reply.wire_per_char, marginal_wire_per_char),
+            ("payload", Reply.bytes_per_char, marginal_bytes_per_char),
+        ):
+            values = [per_char.fget(r) for r in reflex.replies]
+            worst = max(values, default=math.nan)
+            marginal = marginal_of(*steps[-1]) if steps else math.nan
+            lines += [
+                (f"Reflex {label} bytes/char ({lengths} tok)",
+                 " / ".join(f"{v:.1f}" for v in values),
+                 f"<= {TARGET_BYTES_PER_CHAR:g}", verdict(within(worst, TARGET_BYTES_PER_CHAR))),
+                (f"Reflex {label} marginal bytes/char, last step", f"{marginal:.1f}",
+                 f"<= {TARGET_BYTES_PER_CHAR:g}", verdict(within(marginal, TARGET_BYTES_PER_CHAR))),
+            ]  # fmt: skip
     print("\n== Summary " + "=" * 69)
     print(
         f"  model: {opts.reply_tokens}-token replies (Reflex: {opts.reflex_lengths}), "
@@ -774,7 +939,9 @@ def print_summary(opts: Options, rest: RestFigures, reflex: ReflexFigures | None
         f"{opts.database_url or 'SQLite (temporary file)'}"
     )
     for name, value, target, status in lines:
-        print(f"  {name:40}{value:>16}  {target:>12}  {status}".rstrip())
+        print(f"  {name:46}{value:>16}  {target:>12}  {status}".rstrip())
+    if rest is None:
+        print("  REST route: skipped (--skip-rest)")
     if reflex is None:
         print("  Reflex websocket path: skipped (--skip-reflex)")
 
@@ -804,6 +971,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     )
     add("--reflex-sends", type=int, default=10, help="measured Reflex sends for TTFT")
     add("--skip-reflex", action="store_true", help="skip the Reflex websocket path")
+    add("--skip-rest", action="store_true", help="skip the REST route (Reflex part only)")
     add("--database-url", help="e.g. postgresql+psycopg://…; None: a temporary SQLite file")
     add("--keep-logs", action="store_true", help="keep the temporary logs and databases")
     args = parser.parse_args(argv)
@@ -819,6 +987,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         reflex_lengths=lengths,
         reflex_sends=args.reflex_sends,
         skip_reflex=args.skip_reflex,
+        skip_rest=args.skip_rest,
         database_url=args.database_url,
         keep_logs=args.keep_logs,
     )
@@ -836,7 +1005,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="histora-bench-"))
     print(f"Histora chat overhead benchmark (logs: {log_dir})", flush=True)
     try:
-        rest = run_rest(opts, log_dir)
+        rest = None if opts.skip_rest else run_rest(opts, log_dir)
         reflex = None if opts.skip_reflex else run_reflex(opts, log_dir)
     except BaseException:
         print(f"\nThe benchmark stopped; logs kept in {log_dir}", file=sys.stderr)

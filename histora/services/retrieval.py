@@ -113,9 +113,9 @@ async def retrieve(
     them too. A query unrelated to the sources therefore returns []. Raises
     InvalidInputError for an empty query.
 
-    The query is embedded before the first database read, so this call opens no
-    transaction across the model call; a caller whose session is already in one can
-    embed first (``embedder.embed_query``) and pass ``query_embedding``.
+    The ready documents are looked up first, so a scope without any costs one small
+    query and no embedding; the read transaction ends before the query is embedded
+    (a caller may also embed first and pass ``query_embedding``).
     """
     if not query.strip():
         raise InvalidInputError("Enter something to search for.")
@@ -124,11 +124,12 @@ async def retrieve(
         scopes.append(session_scope(session_id))
     if not scopes or k < 1:
         return []
-    if mode != "keyword" and query_embedding is None:
-        query_embedding = await embedder.embed_query(query)
     documents = await _ready_documents(db, character_id=character_id, session_id=session_id)
     if not documents:
-        return []
+        return []  # nothing to search: no embedding, no vector query (most chats)
+    if mode != "keyword" and query_embedding is None:
+        await db.commit()  # no transaction stays open across the model call
+        query_embedding = await embedder.embed_query(query)
     similarities: dict[str, float] = {}
     keyword_scores: dict[str, float] = {}
     rankings: list[list[str]] = []
