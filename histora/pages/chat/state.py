@@ -17,7 +17,19 @@ from histora.services import chat as chat_service
 from histora.services import conversations
 from histora.state.session import SessionState
 
-FLUSH_SECONDS = 0.05  # DESIGN rule 10: flush the draft in batches, not per token
+# DESIGN rule 10: flush the draft in batches, not per token. Reflex resends the whole
+# draft on every flush, and each websocket frame carries ~150 bytes of envelope, so a
+# flush waits for FLUSH_MIN_CHARS new characters (at most one per FLUSH_SECONDS),
+# unless FLUSH_MAX_SECONDS have passed: a slow model still streams visibly.
+FLUSH_SECONDS = 0.05
+FLUSH_MIN_CHARS = 32
+FLUSH_MAX_SECONDS = 0.25
+
+
+def _should_flush(pending_chars: int, since_flush: float) -> bool:
+    if since_flush >= FLUSH_MAX_SECONDS:
+        return True
+    return since_flush >= FLUSH_SECONDS and pending_chars >= FLUSH_MIN_CHARS
 
 
 def _route_character_id(path: str) -> str:
@@ -157,6 +169,7 @@ class ChatState(rx.State):
         container = deps.get_container()
         stop = [False]
         pending: list[str] = []
+        pending_chars = 0
         last_flush = 0.0  # the first piece of text shows at once
         final: chat_service.ReplyDone | chat_service.ReplyFailed | None = None
         async for event in chat_service.stream_turn(
@@ -171,11 +184,13 @@ class ChatState(rx.State):
                     self.draft_sources = event.citations
             elif isinstance(event, chat_service.ReplyDelta):
                 pending.append(event.text)
-                if time.monotonic() - last_flush >= FLUSH_SECONDS:
+                pending_chars += len(event.text)
+                if _should_flush(pending_chars, time.monotonic() - last_flush):
                     async with self:
                         self.draft += "".join(pending)
                         stop[0] = self._stop_requested
                     pending.clear()
+                    pending_chars = 0
                     last_flush = time.monotonic()
             else:
                 final = event
