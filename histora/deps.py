@@ -130,6 +130,7 @@ class Container:
             chunk_size_chars=settings.chunk_size_chars,
             chunk_overlap_chars=settings.chunk_overlap_chars,
             batch_size=settings.embedding_batch_size,
+            keyword_cache=self.keyword_cache,
         )
 
     @cached_property

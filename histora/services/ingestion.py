@@ -28,7 +28,8 @@ from histora.providers.file_store import FileStore
 from histora.providers.vector_store import VectorRecord, VectorStore
 from histora.services.chunking import TextChunk, chunk_document
 from histora.services.extraction import ExtractionLimits, extract
-from histora.services.retrieval import document_scope
+from histora.services.keyword_search import KeywordIndexCache
+from histora.services.retrieval import document_scope, warm_keyword_index
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +48,9 @@ class IngestionContext:
     chunk_size_chars: int
     chunk_overlap_chars: int
     batch_size: int
+    # This process's keyword indexes: warmed after ingestion so the next question
+    # does not pay for rebuilding a large knowledge base's BM25 index.
+    keyword_cache: KeywordIndexCache | None = None
 
     @property
     def space(self) -> str:
@@ -236,6 +240,7 @@ async def ingest_document(ctx: IngestionContext, document_id: uuid.UUID) -> Docu
         with contextlib.suppress(DocumentGoneError):
             await _set_progress(ctx, document_id, status=DocumentStatus.FAILED, error=reason)
         return DocumentStatus.FAILED
+    await _warm_keyword_index(ctx, document)
     log.info(
         "ingest.ready",
         document_id=str(document_id),
@@ -243,6 +248,21 @@ async def ingest_document(ctx: IngestionContext, document_id: uuid.UUID) -> Docu
         seconds=round(asyncio.get_running_loop().time() - started, 3),
     )
     return DocumentStatus.READY
+
+
+async def _warm_keyword_index(ctx: IngestionContext, document: Document) -> None:
+    if ctx.keyword_cache is None:
+        return
+    try:
+        async with session_scope(ctx.session_factory) as db:
+            await warm_keyword_index(
+                db,
+                keyword_cache=ctx.keyword_cache,
+                character_id=document.character_id,
+                session_id=document.session_id,
+            )
+    except Exception:  # noqa: BLE001 - only an optimisation: the next search builds it
+        log.warning("ingest.keyword_warmup_failed", document_id=str(document.id))
 
 
 async def _forget_vectors(ctx: IngestionContext, document: Document) -> None:

@@ -23,7 +23,7 @@ from histora.errors import InvalidInputError
 from histora.models.documents import Document, DocumentChunk, DocumentStatus
 from histora.providers.embedders import Embedder, vector_space
 from histora.providers.vector_store import VectorStore
-from histora.services.keyword_search import KeywordIndexCache
+from histora.services.keyword_search import KeywordIndex, KeywordIndexCache
 
 RetrievalMode = Literal["hybrid", "vector", "keyword"]
 
@@ -204,6 +204,25 @@ async def _vector_candidates(
     }
 
 
+async def _scope_indexes(
+    db: AsyncSession, cache: KeywordIndexCache, documents: list[_ReadyDocument]
+) -> list[KeywordIndex]:
+    """The BM25 index of each scope the documents belong to, built or from the cache."""
+    by_scope: dict[str, list[_ReadyDocument]] = {}
+    for document in documents:
+        by_scope.setdefault(document.scope, []).append(document)
+    indexes: list[KeywordIndex] = []
+    for scope, scope_documents in by_scope.items():
+        version = _scope_version(scope_documents)
+        ids = [document.id for document in scope_documents]
+
+        async def load(ids: list[uuid.UUID] = ids) -> list[tuple[str, str]]:
+            return await _chunk_texts(db, ids)
+
+        indexes.append(await cache.get_or_build(scope, version, load))
+    return indexes
+
+
 async def _keyword_candidates(
     db: AsyncSession,
     cache: KeywordIndexCache,
@@ -214,18 +233,8 @@ async def _keyword_candidates(
     corroborated: Collection[str],
 ) -> dict[str, float]:
     """chunk id -> BM25 score, best first, merged across the scopes' indexes."""
-    by_scope: dict[str, list[_ReadyDocument]] = {}
-    for document in documents:
-        by_scope.setdefault(document.scope, []).append(document)
     hits: list[tuple[str, float]] = []
-    for scope, scope_documents in by_scope.items():
-        version = _scope_version(scope_documents)
-        ids = [document.id for document in scope_documents]
-
-        async def load(ids: list[uuid.UUID] = ids) -> list[tuple[str, str]]:
-            return await _chunk_texts(db, ids)
-
-        index = await cache.get_or_build(scope, version, load)
+    for index in await _scope_indexes(db, cache, documents):
         hits.extend(
             index.search(query, candidates, min_coverage=KEYWORD_MIN_COVERAGE, exempt=corroborated)
         )
@@ -233,6 +242,19 @@ async def _keyword_candidates(
     # BM25 parameters); only their idf statistics differ.
     hits.sort(key=lambda hit: -hit[1])
     return dict(hits[:candidates])
+
+
+async def warm_keyword_index(
+    db: AsyncSession,
+    *,
+    keyword_cache: KeywordIndexCache,
+    character_id: str | None,
+    session_id: uuid.UUID | None,
+) -> None:
+    """Build a scope's BM25 index now (after ingestion), not at the next question."""
+    documents = await _ready_documents(db, character_id=character_id, session_id=session_id)
+    if documents:
+        await _scope_indexes(db, keyword_cache, documents)
 
 
 def _scope_version(documents: list[_ReadyDocument]) -> str:

@@ -301,3 +301,44 @@ async def test_reflex_upload_route_allows_a_drop_of_several_files(
         "/_upload", content=b"x", headers={"content-length": str(cap * 6)}
     )
     assert too_many.status_code == 413
+
+
+async def test_chat_stream_sends_sources_before_the_first_delta(
+    admin_client: httpx.AsyncClient, container: FakeProvidersContainer
+) -> None:
+    from histora.providers.fakes import FakeChatModel
+    from tests.support import parse_sse
+
+    await _upload(admin_client, "thoughts.txt", (ANGER + GARDENS).encode())
+    await process_pending(container.ingestion_context())
+    container.__dict__["chat_model"] = FakeChatModel(reply="Be gentle, not angry [1].")
+    session = await admin_client.post(
+        "/api/v1/chat/sessions", json={"character_id": "marcus-aurelius"}
+    )
+    response = await admin_client.post(
+        f"/api/v1/chat/sessions/{session.json()['id']}/messages",
+        json={"content": "What should I do about anger?"},
+    )
+    events = parse_sse(response.text)
+    names = [name for name, _ in events]
+    assert names.index("sources") < names.index("delta")
+    citations = dict(events)["sources"]["citations"]
+    assert citations[0]["n"] == 1 and citations[0]["document_name"] == "thoughts.txt"
+    assert "anger" in citations[0]["text"].lower()
+    done = events[-1][1]
+    assert done["citations"][0]["cited"] is True
+    assert done["citations"][0]["text"] == citations[0]["text"]
+
+
+async def test_ingestion_warms_the_keyword_index_for_the_next_question(
+    admin_client: httpx.AsyncClient, container: FakeProvidersContainer
+) -> None:
+    await _upload(admin_client, "thoughts.txt", (ANGER + GARDENS).encode())
+    await process_pending(container.ingestion_context())
+    built = container.keyword_cache.builds
+    assert built >= 1
+    response = await admin_client.get(
+        "/api/v1/characters/marcus-aurelius/search", params={"q": "prune the vines"}
+    )
+    assert response.status_code == 200 and "vines" in response.json()[0]["text"]
+    assert container.keyword_cache.builds == built  # served from the warmed index
