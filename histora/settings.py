@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     # Embeddings and vectors
     embedder: Literal["local", "openai"] = "local"
     openai_embedding_model: str = "text-embedding-3-small"
+    # Embeddings may come from another endpoint than chat (OpenRouter serves chat models);
+    # unset, they use HISTORA_OPENAI_BASE_URL and HISTORA_OPENAI_API_KEY.
+    openai_embedding_base_url: str | None = None
+    openai_embedding_api_key: SecretStr | None = None
     chroma_url: str | None = None  # set to use a Chroma server instead of the local path
     chroma_path: Path | None = None  # default: data_dir / "chroma"
     # With several workers (a Redis URL) and no chroma_url, the app runs `chroma run` over

@@ -210,15 +210,17 @@ class OpenAIEmbedder:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIEmbedder:
-        if settings.openai_api_key is None:
+        api_key = settings.openai_embedding_api_key or settings.openai_api_key
+        if api_key is None:
             raise ConfigurationError(
-                "HISTORA_EMBEDDER=openai needs an API key: set HISTORA_OPENAI_API_KEY "
-                "(and HISTORA_OPENAI_BASE_URL for an endpoint other than the default)."
+                "HISTORA_EMBEDDER=openai needs an API key: set HISTORA_OPENAI_EMBEDDING_API_KEY "
+                "or HISTORA_OPENAI_API_KEY (and HISTORA_OPENAI_EMBEDDING_BASE_URL for an "
+                "endpoint other than the chat one)."
             )
         return cls(
             model=settings.openai_embedding_model,
-            base_url=settings.openai_base_url,
-            api_key=settings.openai_api_key.get_secret_value(),
+            base_url=settings.openai_embedding_base_url or settings.openai_base_url,
+            api_key=api_key.get_secret_value(),
             batch_size=settings.embedding_batch_size,
             timeout_seconds=settings.model_timeout_seconds,
         )

@@ -244,6 +244,27 @@ async def test_container_builds_and_closes_the_openai_embedder(settings: Setting
     await container.aclose()
 
 
+async def test_embeddings_can_use_their_own_endpoint_and_key(
+    settings: Settings, openai_server: FakeOpenAIServer
+) -> None:
+    from pydantic import SecretStr
+
+    chosen = settings.model_copy(
+        update={
+            "embedder": "openai",
+            "openai_base_url": "http://127.0.0.1:9/unused-chat-endpoint",
+            "openai_api_key": None,
+            "openai_embedding_base_url": openai_server.base_url,
+            "openai_embedding_api_key": SecretStr("embeddings-key"),
+            "openai_embedding_model": "fake-embed",
+        }
+    )
+    container = Container(chosen)
+    vectors = await container.embedder.embed_documents(["a calm sea"])
+    assert vectors.shape == (1, 16)
+    await container.aclose()
+
+
 # The fake, which retrieval tests rely on to be meaningful.
 
 
