@@ -130,3 +130,14 @@ class CitationPublic(PassagePublic):
 
     n: int
     cited: bool = False  # the reply referred to it as [n]
+
+
+class KnowledgeBasePublic(SQLModel):
+    """One character's knowledge base at a glance, for the admin pages."""
+
+    character_id: str
+    character_name: str
+    character_status: str
+    portrait: str
+    documents: int
+    ready: int

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import ClassVar
@@ -46,7 +47,7 @@ def port_is_listening(host: str, port: int) -> bool:
     return False
 
 
-class LocalServer:
+class LocalServer(ABC):
     """Owns one child server process: start, health-check, restart, stop.
 
     Subclasses give the command, the health URL and what is missing from the install.
@@ -86,8 +87,9 @@ class LocalServer:
         """Why the server cannot run here, or None when it is installed."""
         return None
 
+    @abstractmethod
     def _command(self) -> list[str]:
-        raise NotImplementedError
+        """The command line that starts this server (each kind of server has its own)."""
 
     @property
     def pid(self) -> int | None:

@@ -20,7 +20,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 import structlog
 from sqlalchemy import case, func
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import SQLModel, col, select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.errors import ConflictError, FileTooLargeError, NotFoundError, UnreadableFileError
@@ -31,6 +31,7 @@ from histora.models.documents import (
     DocumentPublic,
     DocumentScope,
     DocumentStatus,
+    KnowledgeBasePublic,
 )
 from histora.providers.file_store import FileStore
 from histora.providers.vector_store import VectorStore
@@ -320,20 +321,6 @@ async def delete_session_and_documents(
     session = await conversations_service.get_owned_or_raise(db, actor=actor, session_id=session_id)
     await purge_session_documents(db, session_id=session.id, files=files, vector_store=vector_store)
     await conversations_service.delete_session(db, actor=actor, session_id=session.id)
-
-
-class KnowledgeBasePublic(SQLModel):
-    """One character's knowledge base at a glance, for the admin pages.
-
-    (Added by the UI work; it may move to ``models/documents.py`` with the other schemas.)
-    """
-
-    character_id: str
-    character_name: str
-    character_status: str
-    portrait: str
-    documents: int
-    ready: int
 
 
 async def list_knowledge_bases(

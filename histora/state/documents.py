@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 
 import reflex as rx
 import structlog
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora import deps
 from histora.components.uploads import (
@@ -35,7 +34,6 @@ from histora.components.uploads import (
     too_large_message,
 )
 from histora.errors import HistoraError
-from histora.models import User
 from histora.models.documents import DocumentPublic
 from histora.services import documents as documents_service
 from histora.state.session import SessionState
@@ -48,6 +46,13 @@ POLL_IDLE_SECONDS = 600.0  # stop watching documents that have not moved for thi
 DROP_WINDOW_SECONDS = 1.0  # a drop's refusals and its uploads arrive as two events, ms apart
 NO_SUCH_DOCUMENT = "No such document."
 UNEXPECTED = "Histora could not add this file. Please try again."
+
+
+def _require_hooks(cls: type, *names: str) -> None:
+    """A page State that mixes in a documents mixin must say what its scope is."""
+    missing = [name for name in names if not callable(getattr(cls, name, None))]
+    if missing:
+        raise TypeError(f"{cls.__name__} must define {', '.join(missing)}")
 
 
 def unsettled(documents: list[DocumentPublic]) -> bool:
@@ -65,16 +70,14 @@ class DocumentListMixin(rx.State, mixin=True):
     _version: int = 0  # bumped by every write of `documents`; a stale poll result is dropped
     _poll_beat: float = 0.0
 
-    # The page supplies its scope.
-    def _watch_target(self) -> str:
-        """Under the lock: what to watch now ("" when the page is not showing a scope)."""
-        raise NotImplementedError
-
-    async def _fetch(self, db: AsyncSession, actor: User, target: str) -> list[DocumentPublic]:
-        raise NotImplementedError
-
-    async def _reload(self) -> None:
-        raise NotImplementedError
+    # The page supplies its scope through three methods (checked when its State is
+    # defined): ``_watch_target(self) -> str`` (under the lock: what to watch now, ""
+    # when the page shows no scope), ``_fetch(self, db, actor, target)`` (the list, from
+    # the documents service) and ``_reload(self)`` (re-read the page's data).
+    def __init_subclass__(cls, mixin: bool = False, **kwargs: Any) -> None:
+        if not mixin:  # before Reflex registers the State, so a bad one leaves no trace
+            _require_hooks(cls, "_watch_target", "_fetch", "_reload")
+        super().__init_subclass__(mixin=mixin, **kwargs)
 
     @rx.var
     def confirm_delete_name(self) -> str:
@@ -156,12 +159,13 @@ class DocumentUploadMixin(rx.State, mixin=True):
     max_bytes: int = 20 * 1024 * 1024
     _last_drop: float = 0.0
 
-    # The page supplies where files go and what happens after.
-    async def _store(self, received: ReceivedFile) -> DocumentPublic:
-        raise NotImplementedError
-
-    def _after_upload(self) -> rx.event.EventSpec:
-        raise NotImplementedError
+    # The page supplies where files go, ``async _store(self, received) -> DocumentPublic``
+    # (a documents-service upload), and ``_after_upload(self) -> EventSpec`` (what runs
+    # next); both are checked when its State is defined.
+    def __init_subclass__(cls, mixin: bool = False, **kwargs: Any) -> None:
+        if not mixin:  # before Reflex registers the State, so a bad one leaves no trace
+            _require_hooks(cls, "_store", "_after_upload")
+        super().__init_subclass__(mixin=mixin, **kwargs)
 
     ACCEPTED_MESSAGE: ClassVar[str] = "Added. It is being read and indexed now."
 

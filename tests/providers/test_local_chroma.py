@@ -165,3 +165,16 @@ async def test_second_runner_defers_to_the_lock_holder(tmp_path: Path) -> None:
         await store.add(space=SPACE, scope=SCOPE, records=_records("shared"))
         assert await store.count(space=SPACE, scope=SCOPE) == 2
     assert _servers_on(settings.chroma_local_port) == []
+
+
+def test_the_server_supervisor_is_abstract_without_a_command(tmp_path: Path) -> None:
+    from histora.providers.local_server import LocalServer
+
+    with pytest.raises(TypeError, match="_command"):
+        LocalServer(  # type: ignore[abstract]
+            host="127.0.0.1",
+            port=1,
+            health_url="http://127.0.0.1:1/",
+            log_path=tmp_path / "log",
+            lock_path=tmp_path / "lock",
+        )

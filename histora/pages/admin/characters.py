@@ -9,8 +9,8 @@ from histora.components.admin import admin_nav
 from histora.components.characters import portrait
 from histora.components.layout import loading, page_layout
 from histora.errors import HistoraError
+from histora.models.documents import KnowledgeBasePublic
 from histora.services import documents as documents_service
-from histora.services.documents import KnowledgeBasePublic
 from histora.state.session import SessionState
 
 

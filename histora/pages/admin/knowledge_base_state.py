@@ -15,9 +15,8 @@ from histora import deps
 from histora.components.uploads import ReceivedFile
 from histora.errors import HistoraError
 from histora.models import User
-from histora.models.documents import DocumentPublic
+from histora.models.documents import DocumentPublic, KnowledgeBasePublic
 from histora.services import documents as documents_service
-from histora.services.documents import KnowledgeBasePublic
 from histora.state.documents import (
     NO_SUCH_DOCUMENT,
     DocumentListMixin,
