@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     firebase_project_id: str | None = None
     firebase_web_api_key: SecretStr | None = None
     firebase_credentials_file: Path | None = None
+    # The Firebase project's auth domain (e.g. my-project.firebaseapp.com). With auth_mode
+    # firebase, setting it shows "Continue with Google" on the sign-in and sign-up pages.
+    firebase_auth_domain: str | None = Field(default=None, max_length=253)
     # host:port of the Firebase Auth emulator (tests and local development only). The
     # standard variable is honoured too, because firebase-tools exports it to the commands it
     # runs and firebase-admin reads it; providers.identity refuses it for non-demo projects.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -27,6 +28,7 @@ from histora.services import seed as seed_service
 from histora.services import tokens
 from histora.settings import Settings
 from tests.factories import make_user
+from tests.support import EMULATOR_PROJECT, EMULATOR_VARIABLE
 
 SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
@@ -164,3 +166,45 @@ async def client(
 def sqlite_only(database_url: str) -> None:
     if not is_sqlite(database_url):
         pytest.skip("SQLite-specific behaviour")
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session")
+def emulator_host() -> str:
+    """The running Auth emulator; CI must have it, a local run without it skips."""
+    host = os.environ.get(EMULATOR_VARIABLE)
+    if host:
+        return host
+    message = (
+        f"{EMULATOR_VARIABLE} is not set, so the Firebase Auth emulator is not running. "
+        "Run the suite through scripts/test.sh, which wraps pytest in "
+        "`npx firebase emulators:exec --only auth --project demo-histora`."
+    )
+    if _ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+async def firebase_container(
+    container: FakeProvidersContainer, emulator_host: str
+) -> AsyncIterator[FakeProvidersContainer]:
+    """The test container in Firebase mode, against the running Auth emulator."""
+    firebase_settings = container.settings.model_copy(
+        update={
+            "auth_mode": "firebase",
+            "firebase_project_id": EMULATOR_PROJECT,
+            "firebase_web_api_key": SecretStr("demo-web-api-key"),
+            "firebase_auth_domain": f"{EMULATOR_PROJECT}.firebaseapp.com",
+            "firebase_auth_emulator_host": emulator_host,
+        }
+    )
+    firebase = FakeProvidersContainer(firebase_settings, container.session_factory)
+    firebase.__dict__["file_store"] = container.file_store
+    deps.use_container(firebase)
+    yield firebase
+    await firebase.aclose()
+    deps.use_container(container)

@@ -6,11 +6,40 @@ import asyncio
 import contextlib
 import json
 import socket
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
+
+EMULATOR_VARIABLE = "FIREBASE_AUTH_EMULATOR_HOST"
+# Every test that talks to the emulator uses the project scripts/test.sh starts it for.
+EMULATOR_PROJECT = "demo-histora"
+
+
+def emulator_google_id_token(host: str, *, email: str, name: str, google_sub: str) -> str:
+    """A Firebase ID token for a Google account, issued by the Auth emulator.
+
+    The emulator takes an unsigned JSON stand-in for Google's own ID token, the step a
+    browser performs in Google's sign-in window.
+    """
+    google_claims = {"sub": google_sub, "email": email, "email_verified": True, "name": name}
+    response = httpx.post(
+        f"http://{host}/identitytoolkit.googleapis.com/v1/accounts:signInWithIdp",
+        params={"key": "demo-web-api-key"},
+        json={
+            "postBody": urllib.parse.urlencode(
+                {"id_token": json.dumps(google_claims), "providerId": "google.com"}
+            ),
+            "requestUri": "http://127.0.0.1",
+            "returnSecureToken": True,
+        },
+        timeout=10,
+    )
+    response.raise_for_status()
+    return str(response.json()["idToken"])
 
 
 def parse_sse(body: str) -> list[tuple[str, Any]]:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import reflex as rx
+import structlog
 
 from histora import deps
+from histora.components.google_sign_in import FirebaseGoogleSignIn, google_sign_in_script
 from histora.components.layout import page_layout
 from histora.errors import HistoraError
+from histora.models import User
 from histora.services import sign_in as sign_in_service
 from histora.state.session import SessionState
+
+log = structlog.get_logger(__name__)
 
 
 def _next_path(raw: str) -> str:
@@ -18,42 +27,50 @@ def _next_path(raw: str) -> str:
     return raw if safe else "/"
 
 
+GOOGLE_ERRORS = {
+    "auth/popup-closed-by-user": "Google sign-in was cancelled.",
+    "auth/cancelled-popup-request": "Google sign-in was cancelled.",
+    "auth/user-cancelled": "Google sign-in was cancelled.",
+    "auth/popup-blocked": (
+        "Your browser blocked the Google sign-in window. Allow pop-ups for this site and try again."
+    ),
+    "auth/network-request-failed": (
+        "Google sign-in could not reach Google. Check your connection and try again."
+    ),
+    # The popup flow first loads Google's iframe library; it fails this way when Google
+    # cannot be reached.
+    "auth/internal-error": ("Google sign-in could not start. Check your connection and try again."),
+    "auth/account-exists-with-different-credential": (
+        "An account with this email already exists. Sign in with your password."
+    ),
+}
+GOOGLE_FAILED = "Google sign-in did not work. Please try again or use your password."
+MAX_ID_TOKEN_CHARS = 16_384
+
+# A sign_in_service entry point: (db, *, limiter, identity, ip, settings, **fields) -> User.
+SignInCall = Callable[..., Awaitable[User]]
+
+
 class AuthFormState(rx.State):
     error: str = ""
     busy: bool = False
+    google_enabled: bool = False
 
-    async def _finish(self, user_action: str, form: dict[str, str]) -> rx.event.EventSpec | None:
-        if self.busy:
-            return None
+    async def _complete(self, call: SignInCall, **fields: str) -> rx.event.EventSpec | None:
+        """Runs one sign-in attempt; signs the browser in or shows a friendly error."""
         self.busy, self.error = True, ""
         session = await self.get_state(SessionState)
         container = deps.get_container()
-        settings = container.settings
-        ip = session.router.session.client_ip or "unknown"
-        email = form.get("email", "")
         try:
             async with deps.db_session() as db:
-                if user_action == "register":
-                    user = await sign_in_service.sign_up(
-                        db,
-                        limiter=container.rate_limiter,
-                        identity=container.identity,
-                        email=email,
-                        password=form.get("password", ""),
-                        display_name=form.get("display_name", ""),
-                        ip=ip,
-                        settings=settings,
-                    )
-                else:
-                    user = await sign_in_service.sign_in(
-                        db,
-                        limiter=container.rate_limiter,
-                        identity=container.identity,
-                        email=email,
-                        password=form.get("password", ""),
-                        ip=ip,
-                        settings=settings,
-                    )
+                user = await call(
+                    db,
+                    limiter=container.rate_limiter,
+                    identity=container.identity,
+                    ip=session.router.session.client_ip or "unknown",
+                    settings=container.settings,
+                    **fields,
+                )
                 await session._sign_in_as(db, user)
         except HistoraError as exc:
             self.error = exc.public_message
@@ -64,15 +81,53 @@ class AuthFormState(rx.State):
 
     @rx.event
     async def sign_in(self, form: dict[str, str]) -> rx.event.EventSpec | None:
-        return await self._finish("login", form)
+        if self.busy:
+            return None
+        return await self._complete(
+            sign_in_service.sign_in,
+            email=form.get("email", ""),
+            password=form.get("password", ""),
+        )
 
     @rx.event
     async def sign_up(self, form: dict[str, str]) -> rx.event.EventSpec | None:
-        return await self._finish("register", form)
+        if self.busy:
+            return None
+        return await self._complete(
+            sign_in_service.sign_up,
+            email=form.get("email", ""),
+            password=form.get("password", ""),
+            display_name=form.get("display_name", ""),
+        )
+
+    @rx.event
+    def start_google_sign_in(self) -> rx.event.EventSpec | None:
+        """Opens Google's window in the browser; its answer comes to finish_google_sign_in."""
+        config = sign_in_service.google_sign_in_config(deps.get_container().settings)
+        if config is None or self.busy:
+            return None
+        self.busy, self.error = True, ""
+        return rx.call_script(
+            google_sign_in_script(json.dumps(config.as_browser_config())),
+            callback=AuthFormState.finish_google_sign_in,
+        )
+
+    @rx.event
+    async def finish_google_sign_in(self, result: dict[str, Any]) -> rx.event.EventSpec | None:
+        id_token = result.get("idToken") if isinstance(result, dict) else None
+        if not isinstance(id_token, str) or not 0 < len(id_token) <= MAX_ID_TOKEN_CHARS:
+            code = result.get("error") if isinstance(result, dict) else None
+            log.info("google_sign_in_failed", code=str(code)[:80])
+            self.busy, self.error = False, GOOGLE_ERRORS.get(str(code), GOOGLE_FAILED)
+            return None
+
+        return await self._complete(sign_in_service.exchange_firebase_token, id_token=id_token)
 
     @rx.event
     def clear(self) -> None:
         self.error, self.busy = "", False
+        settings = deps.get_container().settings
+        self.google_enabled = sign_in_service.google_sign_in_config(settings) is not None
 
 
 def _field(label: str, name: str, kind: str = "text", **props: object) -> rx.Component:
@@ -109,6 +164,7 @@ def _card(title: str, form: rx.Component, footer: rx.Component) -> rx.Component:
                         ),
                     ),
                     form,
+                    _google_option(),
                     footer,
                     spacing="4",
                     width="100%",
@@ -119,6 +175,36 @@ def _card(title: str, form: rx.Component, footer: rx.Component) -> rx.Component:
             ),
             padding_y="var(--space-6)",
         )
+    )
+
+
+def _google_option() -> rx.Component:
+    return rx.fragment(
+        FirebaseGoogleSignIn.create(),
+        rx.cond(
+            AuthFormState.google_enabled,
+            rx.vstack(
+                rx.hstack(
+                    rx.separator(size="4"),
+                    rx.text("or", size="2", color_scheme="gray"),
+                    rx.separator(size="4"),
+                    align="center",
+                    width="100%",
+                ),
+                rx.button(
+                    "Continue with Google",
+                    type="button",
+                    size="3",
+                    variant="outline",
+                    width="100%",
+                    loading=AuthFormState.busy,
+                    on_click=AuthFormState.start_google_sign_in,
+                    data_testid="google-sign-in",
+                ),
+                spacing="3",
+                width="100%",
+            ),
+        ),
     )
 
 

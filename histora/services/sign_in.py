@@ -6,6 +6,8 @@ credits and the disabled flag in our database.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.errors import ConfigurationError, InvalidInputError
@@ -89,4 +91,42 @@ async def exchange_firebase_token(
     claims = await _firebase(identity).verify_id_token(id_token)
     return await firebase_accounts.upsert_firebase_user(
         db, claims=claims, signup_credits=settings.signup_credits
+    )
+
+
+@dataclass(frozen=True)
+class GoogleSignInConfig:
+    """What the browser's Firebase SDK needs for Google sign-in. None of it is secret:
+    Firebase web API keys identify the project and are meant to be shipped to browsers."""
+
+    api_key: str
+    auth_domain: str
+    project_id: str
+    emulator_url: str | None
+
+    def as_browser_config(self) -> dict[str, str | None]:
+        return {
+            "apiKey": self.api_key,
+            "authDomain": self.auth_domain,
+            "projectId": self.project_id,
+            "emulatorUrl": self.emulator_url,
+        }
+
+
+def google_sign_in_config(settings: Settings) -> GoogleSignInConfig | None:
+    """The web config when Google sign-in is offered, else None."""
+    api_key = settings.firebase_web_api_key
+    if (
+        settings.auth_mode != "firebase"
+        or not settings.firebase_auth_domain
+        or not settings.firebase_project_id
+        or api_key is None
+    ):
+        return None
+    host = settings.firebase_auth_emulator_host
+    return GoogleSignInConfig(
+        api_key=api_key.get_secret_value(),
+        auth_domain=settings.firebase_auth_domain,
+        project_id=settings.firebase_project_id,
+        emulator_url=f"http://{host}" if host else None,
     )

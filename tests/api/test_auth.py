@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import httpx
 import jwt
 import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from histora.api import create_api
 from histora.models import User
 from tests.conftest import FakeProvidersContainer
+from tests.support import emulator_google_id_token
 
 PASSWORD = "correct horse battery"
 
@@ -171,3 +174,25 @@ async def test_api_keys_create_list_use_and_revoke(client: httpx.AsyncClient) ->
 async def test_firebase_exchange_off_in_local_mode_is_422(anon_client: httpx.AsyncClient) -> None:
     response = await anon_client.post("/api/v1/auth/firebase", json={"id_token": "x"})
     assert response.status_code == 422
+
+
+@pytest.mark.firebase
+async def test_firebase_exchange_of_a_google_token_is_200_with_tokens(
+    firebase_container: FakeProvidersContainer, emulator_host: str
+) -> None:
+    email = f"grace-{uuid.uuid4().hex[:8]}@example.com"
+    id_token = emulator_google_id_token(
+        emulator_host, email=email, name="Grace Hopper", google_sub=uuid.uuid4().hex
+    )
+    api = create_api(firebase_container.settings)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api), base_url="http://testserver"
+    ) as http:
+        response = await http.post("/api/v1/auth/firebase", json={"id_token": id_token})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["user"]["email"] == email and body["user"]["display_name"] == "Grace Hopper"
+        me = await http.get(
+            "/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"}
+        )
+        assert me.status_code == 200 and me.json()["email"] == email

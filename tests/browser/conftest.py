@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -53,9 +54,9 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path
     raise RuntimeError(f"app not ready in time:\n{log_path.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data_dir = tmp_path_factory.mktemp("browser-data")
+@contextlib.contextmanager
+def running_app(data_dir: Path, settings: dict[str, str]) -> Iterator[str]:
+    """The app on a free port with these settings over the defaults below; yields its URL."""
     port = _free_port()
     env = {
         **os.environ,
@@ -69,6 +70,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "HISTORA_ADMIN_PASSWORD": ADMIN_PASSWORD,
         # The websocket is refused from origins not listed here, as in production.
         "HISTORA_CORS_ORIGINS": f"http://127.0.0.1:{port}",
+        **settings,
     }
     log_path = data_dir / "app.log"
     with log_path.open("wb") as log_file:
@@ -89,11 +91,19 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _wait_until_ready(url, process, log_path)
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited already
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app on its embedded defaults: local accounts, local model."""
+    with running_app(tmp_path_factory.mktemp("browser-data"), {}) as url:
+        yield url
 
 
 # Module scope: sync Playwright keeps an event loop running in this thread while it

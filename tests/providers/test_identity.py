@@ -8,7 +8,6 @@ import asyncio
 import base64
 import datetime as dt
 import json
-import os
 import threading
 import time
 import uuid
@@ -42,10 +41,8 @@ from histora.providers.identity import (
     check_emulator_safety,
 )
 from histora.settings import Settings
-from tests.support import free_port
+from tests.support import EMULATOR_PROJECT, EMULATOR_VARIABLE, free_port
 
-EMULATOR_VARIABLE = "FIREBASE_AUTH_EMULATOR_HOST"
-DEMO_PROJECT = "demo-histora"  # the project scripts/test.sh starts the emulator for
 PASSWORD = "correct horse battery"
 GUARD_MESSAGE = (
     "FIREBASE_AUTH_EMULATOR_HOST is set for project 'histora-prod': the emulator accepts "
@@ -58,7 +55,7 @@ def _settings(tmp_path: Path, **values: Any) -> Settings:
     base: dict[str, Any] = {
         "data_dir": tmp_path,
         "auth_mode": "firebase",
-        "firebase_project_id": DEMO_PROJECT,
+        "firebase_project_id": EMULATOR_PROJECT,
         "firebase_web_api_key": "demo-web-api-key",
         # Always explicit, so a run inside the emulator does not change what a test means.
         "firebase_auth_emulator_host": None,
@@ -69,26 +66,6 @@ def _settings(tmp_path: Path, **values: Any) -> Settings:
 
 def _new_email() -> str:
     return f"user-{uuid.uuid4().hex[:12]}@example.com"
-
-
-def _ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-@pytest.fixture(scope="session")
-def emulator_host() -> str:
-    """The running Auth emulator; CI must have it, a local run without it skips."""
-    host = os.environ.get(EMULATOR_VARIABLE)
-    if host:
-        return host
-    message = (
-        f"{EMULATOR_VARIABLE} is not set, so the Firebase Auth emulator is not running. "
-        "Run the suite through scripts/test.sh, which wraps pytest in "
-        "`npx firebase emulators:exec --only auth --project demo-histora`."
-    )
-    if _ci():
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 # --- One contract, two implementations -------------------------------------------------
