@@ -22,7 +22,7 @@ from typing import Any, cast
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import QueryableAttribute, load_only
-from sqlmodel import col, select
+from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.errors import ConflictError, InvalidInputError, NotFoundError, ProviderError
@@ -30,6 +30,8 @@ from histora.models import (
     Character,
     ChatMessage,
     ChatSession,
+    Document,
+    DocumentStatus,
     MessageRole,
     MessageStatus,
     UsageEvent,
@@ -101,6 +103,9 @@ class PreparedTurn:
     user_position: int = 0
     # Set when a retried send already has its reply: it is replayed, not regenerated.
     replay: ChatMessagePublic | None = None
+    # False when start_turn saw no ready sources for the character or session: the reply
+    # then skips retrieval, and its own database round trips, on the way to the model.
+    may_have_sources: bool = True
 
 
 @dataclass(frozen=True)
@@ -212,16 +217,38 @@ async def _voice(db: AsyncSession, character_id: str) -> prompting.CharacterVoic
     return _character_voice(await db.get(Character, character_id))
 
 
+@dataclass(frozen=True)
+class _OwnedSession:
+    session: ChatSession
+    voice: prompting.CharacterVoice
+    has_ready_sources: bool
+
+
+# Whether the session's character, or the session itself, has any document ready to
+# search; correlated with the ChatSession row of the query it is used in.
+_READY_SOURCES = (
+    select(Document.id)
+    .where(
+        Document.status == DocumentStatus.READY,
+        or_(
+            col(Document.character_id) == col(ChatSession.character_id),
+            col(Document.session_id) == col(ChatSession.id),
+        ),
+    )
+    .exists()
+)
+
+
 async def _owned_session_and_voice(
     db: AsyncSession, *, actor_id: uuid.UUID, session_id: uuid.UUID
-) -> tuple[ChatSession, prompting.CharacterVoice]:
-    """The actor's session and its character's voice, in one query.
+) -> _OwnedSession:
+    """The actor's session, its character's voice and whether it has sources, in one query.
 
     Another user's session is not found, exactly as ``conversations.get_owned_or_raise``.
     """
     row = (
         await db.exec(
-            select(ChatSession, Character)
+            select(ChatSession, Character, _READY_SOURCES)
             .outerjoin(Character, col(Character.id) == col(ChatSession.character_id))
             .where(ChatSession.id == session_id, ChatSession.user_id == actor_id)
             .options(load_only(*_VOICE_COLUMNS))
@@ -229,8 +256,8 @@ async def _owned_session_and_voice(
     ).first()
     if row is None:
         raise NotFoundError(conversations.SESSION_NOT_FOUND)
-    session, character = row
-    return session, _character_voice(character)
+    session, character, has_ready_sources = row
+    return _OwnedSession(session, _character_voice(character), bool(has_ready_sources))
 
 
 async def _prepare(
@@ -311,7 +338,8 @@ async def start_turn(
     text = _validate_content(content)
     client_id = _validate_client_id(client_message_id)
     actor_id = actor.id  # a rollback expires the actor; keep its id
-    session, voice = await _owned_session_and_voice(db, actor_id=actor_id, session_id=session_id)
+    owned = await _owned_session_and_voice(db, actor_id=actor_id, session_id=session_id)
+    session = owned.session
     recent = await _unsummarized_messages(db, session)
     if client_id is not None and any(m.client_message_id == client_id for m in recent):
         existing = await _existing_send(
@@ -343,12 +371,13 @@ async def start_turn(
         actor_id=actor_id,
         session_id=session.id,
         character_id=session.character_id,
-        voice=voice,
+        voice=owned.voice,
         user_message=conversations.message_public(user_message),
         assistant_message_id=assistant.id,
         summary=session.summary,
         history=_history(recent, first_position=first_position),
         user_position=first_position + len(recent),
+        may_have_sources=owned.has_ready_sources,
     )
 
 
@@ -386,7 +415,7 @@ async def _raced_send(
     """After an insert conflict: the same client id came in from another request (or is
     older than the summary), so this send is a retry of that one; else the session went.
     """
-    session, _ = await _owned_session_and_voice(db, actor_id=actor_id, session_id=session_id)
+    session = (await _owned_session_and_voice(db, actor_id=actor_id, session_id=session_id)).session
     existing = None
     if client_id is not None:
         existing = await _existing_send(
@@ -489,7 +518,7 @@ async def _retrieve(
 
     Sources are an aid, not a requirement: if retrieval fails the reply still comes.
     """
-    if retriever is None:
+    if retriever is None or not turn.may_have_sources:
         return []
     try:
         async with open_db() as db:

@@ -25,14 +25,19 @@ pytestmark = [pytest.mark.browser, pytest.mark.firebase]
 
 @pytest.fixture(scope="module")
 def firebase_app_url(tmp_path_factory: pytest.TempPathFactory, emulator_host: str) -> Iterator[str]:
+    data_dir = tmp_path_factory.mktemp("firebase-browser-data")
     settings = {
+        # A build of its own: Reflex bakes the backend's port into the frontend it
+        # builds, and rebuilding the shared .web would point the other app's pages here.
+        "REFLEX_WEB_WORKDIR": str(data_dir / "web"),
+        "REFLEX_STATES_WORKDIR": str(data_dir / "states"),
         "HISTORA_AUTH_MODE": "firebase",
         "HISTORA_FIREBASE_PROJECT_ID": EMULATOR_PROJECT,
         "HISTORA_FIREBASE_WEB_API_KEY": "demo-web-api-key",
         "HISTORA_FIREBASE_AUTH_DOMAIN": f"{EMULATOR_PROJECT}.firebaseapp.com",
         "HISTORA_FIREBASE_AUTH_EMULATOR_HOST": emulator_host,
     }
-    with running_app(tmp_path_factory.mktemp("firebase-browser-data"), settings) as url:
+    with running_app(data_dir, settings) as url:
         yield url
 
 

@@ -214,6 +214,10 @@ def app(
             "HISTORA_EMBEDDER": "local",
             "HISTORA_SEED_ON_START": "true",
             "HISTORA_DATA_DIR": str(data_dir),
+            # A frontend build of its own: the build holds the backend's port, and the
+            # browser tests' app may still be serving the shared .web.
+            "REFLEX_WEB_WORKDIR": str(data_dir / "web"),
+            "REFLEX_STATES_WORKDIR": str(data_dir / "states"),
             "HISTORA_DATABASE_URL": postgres_url,
             "HISTORA_REDIS_URL": redis_url,
             "HISTORA_SECRET_KEY": "multiworker-test-secret-" + "x" * 32,

@@ -151,3 +151,26 @@ async def test_retrieval_failure_still_answers_without_sources(
     )
     assert isinstance(events[-1], chat_service.ReplyDone)
     assert events[-1].message.content == "Still here."
+
+
+async def test_a_turn_knows_whether_its_scope_has_ready_sources(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    """Turns without sources skip retrieval; any ready document, shared or own, counts."""
+    user = await make_user(db)
+    session = await conversations.create_session(db, actor=user, character_id="marcus-aurelius")
+    first = await chat_service.start_turn(db, actor=user, session_id=session.id, content="Hi")
+    assert first.may_have_sources is False
+    events = chat_service.stream_turn(
+        container.db_session, turn=first, chat_model=FakeChatModel(reply="Hello.")
+    )
+    sources, *_rest, done = [event async for event in events]
+    assert sources == chat_service.ReplySources([]) and isinstance(done, chat_service.ReplyDone)
+    await _add_document(db, container, user, MEDITATION, name="mine.txt", session_id=session.id)
+
+    second = await chat_service.start_turn(db, actor=user, session_id=session.id, content="Anger?")
+    assert second.may_have_sources is True
+
+    other = await conversations.create_session(db, actor=user, character_id="marcus-aurelius")
+    third = await chat_service.start_turn(db, actor=user, session_id=other.id, content="Anger?")
+    assert third.may_have_sources is False  # the document belongs to the first session
