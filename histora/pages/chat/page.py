@@ -260,9 +260,10 @@ def _starters() -> rx.Component:
 
 def _conversation() -> rx.Component:
     return rx.auto_scroll(
-        rx.cond((ChatState.messages.length() == 0) & ~ChatState.streaming, _starters()),
+        rx.cond(ChatState.is_empty & ~ChatState.streaming, _starters()),
         rx.flex(
             rx.foreach(ChatState.messages, message_bubble),
+            rx.foreach(ChatState.recent, message_bubble),
             rx.cond(ChatState.streaming, draft_bubble(ChatState.draft, ChatState.draft_sources)),
             direction="column",
             gap="var(--space-3)",

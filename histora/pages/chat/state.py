@@ -24,6 +24,10 @@ from histora.state.session import SessionState
 FLUSH_SECONDS = 0.05
 FLUSH_MIN_CHARS = 32
 FLUSH_MAX_SECONDS = 0.25
+# Reflex resends a changed list whole. Messages added while the page is open go to a
+# short `recent` list, so a turn resends those rather than the whole conversation;
+# every RECENT_LIMIT of them are moved into `messages` in one go.
+RECENT_LIMIT = 8
 
 
 def _should_flush(pending_chars: int, since_flush: float) -> bool:
@@ -49,6 +53,7 @@ class ChatState(rx.State):
     sessions: list[ChatSessionPublic] = []
     session_id: str = ""
     messages: list[ChatMessagePublic] = []
+    recent: list[ChatMessagePublic] = []
     draft: str = ""
     # The passages the streaming reply may cite: set once per reply (ReplySources).
     draft_sources: list[CitationPublic] = []
@@ -59,7 +64,27 @@ class ChatState(rx.State):
 
     @rx.var
     def can_regenerate(self) -> bool:
-        return not self.streaming and bool(self.messages) and self.messages[-1].role == "assistant"
+        last = self.recent or self.messages
+        return not self.streaming and bool(last) and last[-1].role == "assistant"
+
+    @rx.var
+    def is_empty(self) -> bool:
+        return not self.messages and not self.recent
+
+    def _show(self, messages: list[ChatMessagePublic]) -> None:
+        self.messages, self.recent = messages, []
+
+    def _append(self, message: ChatMessagePublic) -> None:
+        if len(self.recent) >= RECENT_LIMIT:
+            self.messages, self.recent = [*self.messages, *self.recent], [message]
+        else:
+            self.recent = [*self.recent, message]
+
+    def _drop_last(self) -> None:
+        if self.recent:
+            self.recent = self.recent[:-1]
+        else:
+            self.messages = self.messages[:-1]
 
     async def _refresh_sessions(self) -> None:
         if self.character is None:
@@ -81,7 +106,8 @@ class ChatState(rx.State):
         self.character = (
             CharacterPublic.model_validate(found, from_attributes=True) if found else None
         )
-        self.session_id, self.messages = "", []
+        self.session_id = ""
+        self._show([])
         if self.character is None:
             return
         try:
@@ -101,13 +127,15 @@ class ChatState(rx.State):
             )
         if self.character is None or session.character_id != self.character.id:
             return
-        self.session_id, self.messages = str(session.id), page.items
+        self.session_id = str(session.id)
+        self._show(page.items)
 
     @rx.event
     def new_session(self) -> rx.event.EventSpec | None:
         if self.streaming or self.character is None:
             return None
-        self.session_id, self.messages, self.error = "", [], ""
+        self.session_id, self.error = "", ""
+        self._show([])
         return rx.redirect(f"/chat/{self.character.id}")
 
     @rx.event
@@ -139,12 +167,12 @@ class ChatState(rx.State):
                     turn = await chat_service.start_regenerate(
                         db, actor=actor, session_id=session_id
                     )
-                    self.messages = self.messages[:-1]
+                    self._drop_last()
                 else:
                     turn = await chat_service.start_turn(
                         db, actor=actor, session_id=session_id, content=text
                     )
-                    self.messages = [*self.messages, turn.user_message]
+                    self._append(turn.user_message)
         except HistoraError as exc:
             self.error = exc.public_message
             return None
@@ -196,7 +224,7 @@ class ChatState(rx.State):
                 final = event
         async with self:
             if final is not None:
-                self.messages = [*self.messages, final.message]
+                self._append(final.message)
                 if isinstance(final, chat_service.ReplyFailed):
                     self.error = final.public_message
             self.draft, self.draft_sources, self.streaming, self._turn = "", [], False, None
