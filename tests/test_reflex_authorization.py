@@ -51,6 +51,7 @@ MATRIX: dict[str, Attempt] = {
         root.get_substate(ChatSessionsState.get_full_name().split(".")[1:]), ids["session"]
     ),
     "ChatSessionsState.ask_delete": lambda root, ids: _ask_then_confirm(root, ids["session"]),
+    "ChatSessionsState.ask_rename": lambda root, ids: _rename(root, ids["session"]),
     "ProfileState.revoke_key": lambda root, ids: ProfileState.revoke_key.fn(
         root.get_substate(ProfileState.get_full_name().split(".")[1:]), ids["key"]
     ),
@@ -68,6 +69,7 @@ MATRIX: dict[str, Attempt] = {
     ),
 }
 
+RENAMED = "Renamed by the caller"
 SECRET_NOTES = b"The owner's private notes: the owl of Minerva flies at dusk."
 SECRET_NAME = "owner-private-notes.txt"
 
@@ -82,6 +84,12 @@ async def _ask_then_confirm_document(
     substate = _substate(root, state)
     state.ask_delete.fn(substate, document_id)
     await state.confirm_delete.fn(substate)
+
+
+async def _rename(root: rx.State, session_id: str) -> None:
+    state = _substate(root, ChatSessionsState)
+    ChatSessionsState.ask_rename.fn(state, session_id, "anything")
+    await ChatSessionsState.confirm_rename.fn(state, {"title": RENAMED})
 
 
 async def _ask_then_confirm(root: rx.State, session_id: str) -> None:
@@ -157,6 +165,7 @@ async def test_handlers_refuse_other_peoples_objects(
     kept_key = await db.get(ApiKey, key.id)
     kept_owner = await db.get(User, owner.id)
     assert kept_session is not None and not kept_session.archived
+    assert kept_session.title != RENAMED
     assert kept_key is not None and kept_key.revoked_at is None
     assert kept_owner is not None and not kept_owner.disabled
     for document_id in documents.values():
@@ -178,10 +187,11 @@ async def test_the_owner_can_do_what_strangers_cannot(
     ids = {"session": str(session.id), "key": str(key.id), "user": str(owner.id)}
     await MATRIX["ChatSessionsState.archive"](root, ids)
     await MATRIX["ProfileState.revoke_key"](root, ids)
+    await MATRIX["ChatSessionsState.ask_rename"](root, ids)
     db.expunge_all()
     archived = await db.get(ChatSession, session.id)
     revoked = await db.get(ApiKey, key.id)
-    assert archived is not None and archived.archived
+    assert archived is not None and archived.archived and archived.title == RENAMED
     assert revoked is not None and revoked.revoked_at is not None
 
 

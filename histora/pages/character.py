@@ -98,8 +98,14 @@ def _profile(character: rx.Var[CharacterPublic]) -> rx.Component:
                 rx.heading("Ask about", size="4", as_="h3"),
                 rx.foreach(
                     character.starter_questions,
-                    lambda question: rx.callout(
-                        question, icon="message-circle-question", size="1", width="100%"
+                    lambda question, index: rx.link(
+                        rx.callout(
+                            question, icon="message-circle-question", size="1", width="100%"
+                        ),
+                        href="/chat/" + character.id + "?starter=" + index.to(str),
+                        underline="none",
+                        width="100%",
+                        data_testid="ask-about",
                     ),
                 ),
                 spacing="3",

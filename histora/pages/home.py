@@ -177,7 +177,7 @@ def _catalogue() -> rx.Component:
         ),
         rx.text(
             HomeState.total,
-            " figures",
+            rx.cond(HomeState.total == 1, " figure", " figures"),
             size="2",
             color=rx.color("gray", 11),
             data_testid="result-count",

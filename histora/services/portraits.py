@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from html import escape
 
 # Muted, print-like backgrounds per category; the exact shade varies per person.
@@ -13,16 +14,22 @@ CATEGORY_HUES = {
     "leadership": 25,
     "exploration-reform": 95,
 }
-SKIP_WORDS = {"of", "the", "de", "da", "von", "van", "al", "ibn", "bin", "i", "ii"}
+# Lower-case particles are skipped inside a name ("Leonardo da Vinci": LV) but not at
+# its start, where they are part of how the person is called ("Ibn Sina": IS).
+PARTICLES = {"of", "the", "de", "da", "von", "van", "al", "ibn", "bin", "i", "ii"}
 
 
 def initials(name: str) -> str:
-    words = [w for w in name.replace("-", " ").split() if w.lower() not in SKIP_WORDS]
+    """Two letters for a monogram: first and last significant word."""
+    # "Ibn Sina (Avicenna)": the bracketed alias is not part of the monogram.
+    plain = re.sub(r"\([^)]*\)", " ", name).replace("-", " ")
+    words = [w for w in plain.split() if w[0].isalpha()]
     if not words:
-        words = name.split() or ["?"]
-    if len(words) == 1:
-        return words[0][0].upper()
-    return (words[0][0] + words[-1][0]).upper()
+        return "?"
+    kept = [words[0], *(w for w in words[1:] if w.lower() not in PARTICLES)]
+    if len(kept) == 1:
+        return kept[0][0].upper()
+    return (kept[0][0] + kept[-1][0]).upper()
 
 
 def portrait_svg(*, character_id: str, name: str, category: str) -> str:

@@ -7,6 +7,8 @@ the experience only: every service call re-checks the actor itself.
 
 from __future__ import annotations
 
+import urllib.parse
+
 import reflex as rx
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -105,18 +107,24 @@ class SessionState(rx.State):
         self._forget()
         return rx.redirect("/")
 
+    def _sign_in_then_back(self) -> str:
+        """The sign-in page, coming back to this address (its query too) afterwards."""
+        url = self.router.url
+        here = f"{url.path}?{url.query}" if url.query else str(url.path)
+        return f"/login?next={urllib.parse.quote(here, safe='/')}"
+
     @rx.event
     async def require_user(self) -> rx.event.EventSpec | None:
         await self._restore()
         if self.user is None:
-            return rx.redirect(f"/login?next={self.router.url.path}")
+            return rx.redirect(self._sign_in_then_back())
         return None
 
     @rx.event
     async def require_admin(self) -> rx.event.EventSpec | None:
         await self._restore()
         if self.user is None:
-            return rx.redirect(f"/login?next={self.router.url.path}")
+            return rx.redirect(self._sign_in_then_back())
         if self.user.role != Role.ADMIN:
             return rx.redirect("/")
         return None

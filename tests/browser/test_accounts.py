@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -12,8 +13,11 @@ from tests.browser.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, USER_PASSWORD, s
 pytestmark = pytest.mark.browser
 
 
-def _sign_in(page: Page, app_url: str, email: str, password: str) -> None:
-    page.goto(f"{app_url}/login")
+def _sign_in(
+    page: Page, app_url: str, email: str, password: str, *, keep_url: bool = False
+) -> None:
+    if not keep_url:  # else the sign-in page is already open, with its `next`
+        page.goto(f"{app_url}/login")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_test_id("sign-in").click()
@@ -40,6 +44,29 @@ def test_sign_up_out_in_and_reload(app_url: str, page: Page) -> None:
 def test_chat_requires_an_account(app_url: str, page: Page) -> None:
     page.goto(f"{app_url}/chat/socrates")
     expect(page).to_have_url(f"{app_url}/login?next=/chat/socrates")
+
+
+def test_ask_about_puts_the_question_in_the_composer_after_signing_in(
+    app_url: str, page: Page
+) -> None:
+    email = f"asker-{uuid.uuid4().hex[:8]}@example.com"
+    account = {"email": email, "password": USER_PASSWORD, "display_name": "Asker"}
+    httpx.post(f"{app_url}/api/v1/auth/register", json=account, timeout=30).raise_for_status()
+    page.goto(f"{app_url}/characters/socrates")
+    question = page.get_by_test_id("ask-about").first
+    asked = question.inner_text().strip()
+
+    question.click()  # a visitor: signing in comes first, and then the question
+    expect(page).to_have_url(f"{app_url}/login?next=/chat/socrates%3Fstarter%3D0")
+    _sign_in(page, app_url, email, USER_PASSWORD, keep_url=True)
+
+    expect(page.get_by_label("Your message")).to_have_value(asked)
+    expect(page.get_by_test_id("user-message")).to_have_count(0)  # sent only by the user
+    page.get_by_test_id("send").click()
+    expect(page.get_by_test_id("user-message")).to_have_text(asked)
+    expect(page.get_by_label("Your message")).to_have_value("")
+    page.get_by_test_id("stop").click()
+    expect(page.get_by_test_id("assistant-message")).to_have_count(1, timeout=60_000)
 
 
 def test_users_cannot_open_admin_pages_but_admins_can(app_url: str, page: Page) -> None:

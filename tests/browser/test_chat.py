@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import time
 import uuid
 
@@ -44,6 +45,8 @@ def test_chat_streams_stops_and_regenerates(app_url: str, page: Page) -> None:
     expect(page.get_by_test_id("assistant-message")).to_have_count(1, timeout=90_000)
     first_reply = page.get_by_test_id("assistant-message").inner_text()
     assert first_reply.strip()
+    # The new conversation has its own address from the first send.
+    expect(page).to_have_url(re.compile(r"/chat/socrates/?\?session=[0-9a-f-]{36}$"))
 
     page.get_by_label("Your message").fill("Explain it again, at great length, please.")
     page.get_by_test_id("send").click()
@@ -62,4 +65,28 @@ def test_chat_streams_stops_and_regenerates(app_url: str, page: Page) -> None:
     # The conversation is in the sidebar and reachable by its URL.
     expect(page.get_by_test_id("session-link")).to_have_count(1)
     page.get_by_test_id("session-link").click()
+    expect(page.get_by_test_id("user-message")).to_have_count(2)
+
+    # A reload keeps the conversation on screen.
+    page.reload()
+    expect(page.get_by_test_id("user-message")).to_have_count(2)
+    expect(page.get_by_test_id("assistant-message")).to_have_count(2)
+
+    # Rename it from its menu.
+    page.get_by_test_id("session-menu").click()
+    page.get_by_test_id("session-rename").click()
+    page.get_by_test_id("rename-title").fill("On the good life")
+    page.get_by_test_id("confirm-rename").click()
+    expect(page.get_by_test_id("session-link")).to_contain_text("On the good life")
+    expect(page.get_by_test_id("rename-title")).to_have_count(0)
+
+    # On a phone, picking a conversation closes the pop-up that lists them.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.get_by_role("button", name="Conversations").click()
+    # The sidebar's own list is in the page too, hidden on a phone.
+    picked = page.locator("[data-testid=session-link]:visible")
+    expect(picked).to_have_count(1)
+    expect(picked).to_contain_text("On the good life")
+    picked.click()
+    expect(picked).to_have_count(0)
     expect(page.get_by_test_id("user-message")).to_have_count(2)

@@ -14,6 +14,7 @@ from histora.pages.chat.documents_state import ChatDocumentsState, ChatUploadSta
 from histora.pages.chat.sessions_state import ChatSessionsState
 from histora.pages.chat.state import ChatState
 from histora.services.chat import MAX_MESSAGE_CHARS
+from histora.services.conversations import TITLE_MAX_LENGTH
 from histora.state.session import SessionState
 
 UPLOAD_ID = "chat-documents-upload"
@@ -32,6 +33,11 @@ def _session_menu(session: rx.Var[ChatSessionPublic]) -> rx.Component:
             )
         ),
         rx.menu.content(
+            rx.menu.item(
+                "Rename…",
+                on_click=ChatSessionsState.ask_rename(session.id.to(str), session.title),
+                data_testid="session-rename",
+            ),
             rx.menu.item("Archive", on_click=ChatSessionsState.archive(session.id.to(str))),
             rx.menu.item(
                 "Delete…",
@@ -43,22 +49,24 @@ def _session_menu(session: rx.Var[ChatSessionPublic]) -> rx.Component:
     )
 
 
-def _session_link(session: rx.Var[ChatSessionPublic]) -> rx.Component:
+def _session_link(session: rx.Var[ChatSessionPublic], *, in_popover: bool) -> rx.Component:
     active = ChatState.session_id == session.id.to(str)
-    return rx.hstack(
-        rx.link(
-            rx.box(
-                rx.text(session.title, size="2", weight="medium", style=ONE_LINE),
-                rx.text(session.preview, size="1", color=rx.color("gray", 10), style=ONE_LINE),
-                min_width="0",
-            ),
-            href="/chat/" + ChatState.character.id + "?session=" + session.id.to(str),
-            underline="none",
-            color="inherit",
-            flex="1",
+    link = rx.link(
+        rx.box(
+            rx.text(session.title, size="2", weight="medium", style=ONE_LINE),
+            rx.text(session.preview, size="1", color=rx.color("gray", 10), style=ONE_LINE),
             min_width="0",
-            data_testid="session-link",
         ),
+        href="/chat/" + ChatState.character.id + "?session=" + session.id.to(str),
+        underline="none",
+        color="inherit",
+        flex="1",
+        min_width="0",
+        data_testid="session-link",
+    )
+    return rx.hstack(
+        # On a phone the list is a pop-up, which picking a conversation should close.
+        rx.popover.close(link) if in_popover else link,
         _session_menu(session),
         align="center",
         width="100%",
@@ -69,16 +77,17 @@ def _session_link(session: rx.Var[ChatSessionPublic]) -> rx.Component:
     )
 
 
-def _session_list() -> rx.Component:
+def _session_list(*, in_popover: bool = False) -> rx.Component:
+    new_button = rx.button(
+        rx.icon("plus"),
+        "New conversation",
+        on_click=ChatState.new_session,
+        width="100%",
+        variant="soft",
+    )
     return rx.vstack(
-        rx.button(
-            rx.icon("plus"),
-            "New conversation",
-            on_click=ChatState.new_session,
-            width="100%",
-            variant="soft",
-        ),
-        rx.foreach(ChatState.sessions, _session_link),
+        rx.popover.close(new_button) if in_popover else new_button,
+        rx.foreach(ChatState.sessions, lambda s: _session_link(s, in_popover=in_popover)),
         spacing="1",
         width="100%",
         data_testid="session-list",
@@ -137,7 +146,7 @@ def _phone_bar() -> rx.Component:
                 rx.button(rx.icon("messages-square"), "Conversations", variant="soft", size="2")
             ),
             rx.popover.content(
-                _session_list(), width="300px", max_height="70vh", overflow_y="auto"
+                _session_list(in_popover=True), width="300px", max_height="70vh", overflow_y="auto"
             ),
         ),
         rx.popover.root(
@@ -160,6 +169,53 @@ def _phone_bar() -> rx.Component:
         ),
         spacing="2",
         display=rx.breakpoints(initial="flex", md="none"),
+    )
+
+
+def _rename_dialog() -> rx.Component:
+    return rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title("Rename this conversation"),
+            rx.form(
+                rx.vstack(
+                    rx.input(
+                        name="title",
+                        default_value=ChatSessionsState.rename_title,
+                        max_length=TITLE_MAX_LENGTH,
+                        required=True,
+                        auto_focus=True,
+                        width="100%",
+                        aria_label="Conversation title",
+                        data_testid="rename-title",
+                    ),
+                    rx.cond(
+                        ChatSessionsState.rename_error != "",
+                        rx.text(
+                            ChatSessionsState.rename_error, size="2", color=rx.color("red", 11)
+                        ),
+                    ),
+                    rx.hstack(
+                        rx.button(
+                            "Cancel",
+                            type="button",
+                            variant="soft",
+                            color_scheme="gray",
+                            on_click=ChatSessionsState.cancel_rename,
+                        ),
+                        rx.button("Save", type="submit", data_testid="confirm-rename"),
+                        justify="end",
+                        spacing="3",
+                        width="100%",
+                    ),
+                    spacing="3",
+                ),
+                on_submit=ChatSessionsState.confirm_rename,
+                # A fresh form each time the dialog opens, so the input shows that title.
+                key=ChatSessionsState.rename_id,
+            ),
+        ),
+        open=ChatSessionsState.rename_id != "",
+        on_open_change=ChatSessionsState.rename_open_changed,  # Escape, or a click outside
     )
 
 
@@ -298,6 +354,8 @@ def _composer() -> rx.Component:
             rx.text_area(
                 name="message",
                 placeholder="Ask " + ChatState.character.name + " something…",
+                default_value=ChatState.prefill,
+                key=ChatState.prefill,  # a new question to send remounts it with that text
                 enter_key_submit=True,
                 auto_height=True,
                 rows="1",
@@ -313,7 +371,8 @@ def _composer() -> rx.Component:
                     "Stop",
                     type="button",
                     on_click=ChatState.stop,
-                    color_scheme="gray",
+                    color_scheme="red",
+                    variant="soft",
                     data_testid="stop",
                 ),
                 rx.button(rx.icon("send"), "Send", type="submit", data_testid="send"),
@@ -348,6 +407,7 @@ def _chat() -> rx.Component:
             _error(),
             _composer(),
             _delete_dialog(),
+            _rename_dialog(),
             confirm_delete_dialog(
                 open_=ChatDocumentsState.confirm_delete_id != "",
                 name=ChatDocumentsState.confirm_delete_name,

@@ -1,4 +1,4 @@
-"""Session management on the chat page: archive and delete (confirmed)."""
+"""Session management on the chat page: rename, archive and delete (confirmed)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 import reflex as rx
 
 from histora import deps
-from histora.errors import HistoraError
+from histora.errors import HistoraError, InvalidInputError
 from histora.pages.chat.state import ChatState
 from histora.services import conversations
 from histora.services import documents as documents_service
@@ -16,6 +16,44 @@ from histora.state.session import SessionState
 
 class ChatSessionsState(rx.State):
     confirm_delete_id: str = ""
+    rename_id: str = ""
+    rename_title: str = ""
+    rename_error: str = ""
+
+    @rx.event
+    def ask_rename(self, session_id: str, title: str) -> None:
+        self.rename_id, self.rename_title, self.rename_error = session_id, title, ""
+
+    @rx.event
+    def cancel_rename(self) -> None:
+        self.rename_id, self.rename_error = "", ""
+
+    @rx.event
+    def rename_open_changed(self, is_open: bool) -> None:
+        if not is_open:
+            self.cancel_rename()
+
+    @rx.event
+    async def confirm_rename(self, form: dict[str, str]) -> None:
+        chat = await self.get_state(ChatState)
+        try:
+            target = uuid.UUID(self.rename_id)
+            async with deps.db_session() as db:
+                actor = await (await self.get_state(SessionState))._actor(db)
+                await conversations.rename_session(
+                    db, actor=actor, session_id=target, title=form.get("title", "")
+                )
+        except InvalidInputError as exc:  # the dialog stays open to fix the title
+            self.rename_error = exc.public_message
+            return
+        except (HistoraError, ValueError) as exc:
+            self.rename_id = ""
+            chat.error = (
+                exc.public_message if isinstance(exc, HistoraError) else "No such conversation."
+            )
+            return
+        self.rename_id, self.rename_error = "", ""
+        await chat._refresh_sessions()
 
     @rx.event
     def ask_delete(self, session_id: str) -> None:

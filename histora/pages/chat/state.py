@@ -40,11 +40,21 @@ def _route_character_id(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
+def _starter_index(value: str, starters: list[str]) -> int | None:
+    if not value.isdecimal() or len(value) > 3:
+        return None
+    return int(value) if int(value) < len(starters) else None
+
+
 def _parse_uuid(value: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+# What a send returns to Reflex: nothing, or the events to run next.
+Followups = rx.event.EventSpec | list[rx.event.EventSpec | rx.event.EventHandler] | None
 
 
 class ChatState(rx.State):
@@ -59,6 +69,8 @@ class ChatState(rx.State):
     draft_sources: list[CitationPublic] = []
     streaming: bool = False
     error: str = ""
+    # A question put in the composer for the user to send (or edit) themselves.
+    prefill: str = ""
     _turn: chat_service.PreparedTurn | None = None
     _stop_requested: bool = False
 
@@ -98,7 +110,12 @@ class ChatState(rx.State):
 
     @rx.event
     async def load(self) -> None:
-        self.error, self.draft, self.streaming = "", "", False
+        query = self.router.url.query_parameters
+        requested = _parse_uuid(query.get("session", ""))
+        if self.streaming and requested is not None and str(requested) == self.session_id:
+            return  # the address caught up with the conversation on screen (its first send)
+        # A reply still streaming goes on being saved, but no longer updates this page.
+        self.error, self.draft, self.streaming, self._turn = "", "", False, None
         character_id = _route_character_id(str(self.router.url.path))
         async with deps.db_session() as db:
             found = await characters_service.get_published(db, character_id=character_id)
@@ -108,11 +125,17 @@ class ChatState(rx.State):
         )
         self.session_id = ""
         self._show([])
+        self.prefill = ""
         if self.character is None:
             return
+        # The character page's "Ask about" links name one of the figure's own starter
+        # questions by its position (never free text); it waits in the composer, so
+        # nothing is sent on the user's behalf just by opening a link.
+        starter = _starter_index(query.get("starter", ""), self.character.starter_questions)
+        if requested is None and starter is not None:
+            self.prefill = self.character.starter_questions[starter]
         try:
             await self._refresh_sessions()
-            requested = _parse_uuid(self.router.url.query_parameters.get("session", ""))
             if requested is not None:
                 await self._open(requested)
         except HistoraError as exc:
@@ -139,17 +162,17 @@ class ChatState(rx.State):
         return rx.redirect(f"/chat/{self.character.id}")
 
     @rx.event
-    async def send(self, form: dict[str, str]) -> rx.event.EventSpec | None:
+    async def send(self, form: dict[str, str]) -> Followups:
         return await self._begin(form.get("message", ""))
 
     @rx.event
-    async def ask(self, question: str) -> rx.event.EventSpec | None:
+    async def ask(self, question: str) -> Followups:
         return await self._begin(question)
 
-    async def _begin(self, text: str, *, regenerate: bool = False) -> rx.event.EventSpec | None:
+    async def _begin(self, text: str, *, regenerate: bool = False) -> Followups:
         if self.streaming or self.character is None:
             return None  # guards double submission
-        self.error = ""
+        self.error, self.prefill = "", ""
         try:
             async with deps.db_session() as db:
                 actor = await (await self.get_state(SessionState))._actor(db)
@@ -157,6 +180,7 @@ class ChatState(rx.State):
                 await chat_service.check_send_rate(
                     container.rate_limiter, actor=actor, settings=container.settings
                 )
+                created = None
                 if not self.session_id:
                     created = await conversations.create_session(
                         db, actor=actor, character_id=self.character.id
@@ -178,15 +202,25 @@ class ChatState(rx.State):
             return None
         self._turn, self._stop_requested = turn, False
         self.streaming, self.draft, self.draft_sources = True, "", []
-        return ChatState.stream_reply
+        if created is None:
+            return ChatState.stream_reply
+        # The new conversation gets its address, so a reload or a shared link opens it.
+        address = f"/chat/{self.character.id}?session={created.id}"
+        return [ChatState.stream_reply, rx.redirect(address, replace=True)]
 
     @rx.event
-    async def regenerate(self) -> rx.event.EventSpec | None:
+    async def regenerate(self) -> Followups:
         return await self._begin("", regenerate=True)
 
     @rx.event
     def stop(self) -> None:
         self._stop_requested = True
+
+    def _is_showing(self, turn: chat_service.PreparedTurn) -> bool:
+        """Whether ``turn`` is still the reply on screen (the user may have moved on)."""
+        return (
+            self._turn is not None and self._turn.assistant_message_id == turn.assistant_message_id
+        )
 
     @rx.event(background=True)
     async def stream_reply(self) -> None:
@@ -209,24 +243,27 @@ class ChatState(rx.State):
         ):
             if isinstance(event, chat_service.ReplySources):
                 async with self:
-                    self.draft_sources = event.citations
+                    if self._is_showing(turn):
+                        self.draft_sources = event.citations
             elif isinstance(event, chat_service.ReplyDelta):
                 pending.append(event.text)
                 pending_chars += len(event.text)
                 if _should_flush(pending_chars, time.monotonic() - last_flush):
                     async with self:
-                        self.draft += "".join(pending)
-                        stop[0] = self._stop_requested
+                        if self._is_showing(turn):
+                            self.draft += "".join(pending)
+                            stop[0] = self._stop_requested
                     pending.clear()
                     pending_chars = 0
                     last_flush = time.monotonic()
             else:
                 final = event
         async with self:
-            if final is not None:
-                self._append(final.message)
-                if isinstance(final, chat_service.ReplyFailed):
-                    self.error = final.public_message
-            self.draft, self.draft_sources, self.streaming, self._turn = "", [], False, None
+            if self._is_showing(turn):
+                if final is not None:
+                    self._append(final.message)
+                    if isinstance(final, chat_service.ReplyFailed):
+                        self.error = final.public_message
+                self.draft, self.draft_sources, self.streaming, self._turn = "", [], False, None
         async with self:
             await self._refresh_sessions()
