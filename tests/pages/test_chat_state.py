@@ -9,7 +9,7 @@ import reflex as rx
 
 from histora.models import MessageRole, MessageStatus
 from histora.models.chat import ChatMessagePublic
-from histora.pages.chat.state import RECENT_LIMIT, ChatState
+from histora.pages.chat.state import RECENT_LIMIT, TAIL_MIN_CHARS, ChatState, _grown_draft
 
 SESSION = uuid.uuid4()
 
@@ -74,3 +74,17 @@ def test_an_empty_conversation_shows_the_starters() -> None:
     assert state.is_empty and not state.can_regenerate
     state._append(_message(0))
     assert not state.is_empty
+
+
+def test_the_draft_keeps_every_character_and_resends_little() -> None:
+    """Streamed text reaches the page whole, while most flushes resend only the tail."""
+    head, tail, sent, whole_drafts = "", "", 0, 0
+    pieces = [f"word{n} " for n in range(800)]  # about 6,000 characters, 5 words a flush
+    for start in range(0, len(pieces), 5):
+        new_head, new_tail = _grown_draft(head, tail, "".join(pieces[start : start + 5]))
+        sent += len(new_tail) + (len(new_head) if new_head != head else 0)
+        head, tail = new_head, new_tail
+        whole_drafts += len(head) + len(tail)  # what resending one draft var would cost
+    assert head + tail == "".join(pieces)
+    assert len(tail) < max(TAIL_MIN_CHARS, len(head) // 2)
+    assert sent * 4 < whole_drafts

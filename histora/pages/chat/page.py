@@ -320,7 +320,10 @@ def _conversation() -> rx.Component:
         rx.flex(
             rx.foreach(ChatState.messages, message_bubble),
             rx.foreach(ChatState.recent, message_bubble),
-            rx.cond(ChatState.streaming, draft_bubble(ChatState.draft, ChatState.draft_sources)),
+            rx.cond(
+                ChatState.streaming,
+                draft_bubble(ChatState.draft_head + ChatState.draft_tail, ChatState.draft_sources),
+            ),
             direction="column",
             gap="var(--space-3)",
         ),

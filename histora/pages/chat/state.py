@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -17,13 +18,17 @@ from histora.services import chat as chat_service
 from histora.services import conversations
 from histora.state.session import SessionState
 
-# DESIGN rule 10: flush the draft in batches, not per token. Reflex resends the whole
-# draft on every flush, and each websocket frame carries ~150 bytes of envelope, so a
-# flush waits for FLUSH_MIN_CHARS new characters (at most one per FLUSH_SECONDS),
-# unless FLUSH_MAX_SECONDS have passed: a slow model still streams visibly.
+# DESIGN rule 10: flush the draft in batches, not per token. Reflex resends a changed
+# var whole, and each websocket frame carries ~100 bytes of envelope, so a flush waits
+# for FLUSH_MIN_CHARS new characters (at most one per FLUSH_SECONDS), unless
+# FLUSH_MAX_SECONDS have passed: a slow model still streams visibly. The draft is two
+# vars shown as one text: a flush resends only the short tail, and the tail moves into
+# the head once it reaches half the head's length (at least TAIL_MIN_CHARS), so the
+# head is resent a few times per reply instead of on every flush.
 FLUSH_SECONDS = 0.05
-FLUSH_MIN_CHARS = 32
+FLUSH_MIN_CHARS = 48
 FLUSH_MAX_SECONDS = 0.25
+TAIL_MIN_CHARS = 128
 # Reflex resends a changed list whole. Messages added while the page is open go to a
 # short `recent` list, so a turn resends those rather than the whole conversation;
 # every RECENT_LIMIT of them are moved into `messages` in one go.
@@ -34,6 +39,14 @@ def _should_flush(pending_chars: int, since_flush: float) -> bool:
     if since_flush >= FLUSH_MAX_SECONDS:
         return True
     return since_flush >= FLUSH_SECONDS and pending_chars >= FLUSH_MIN_CHARS
+
+
+def _grown_draft(head: str, tail: str, text: str) -> tuple[str, str]:
+    """The draft's (head, tail) after ``text`` arrives."""
+    tail += text
+    if len(tail) >= max(TAIL_MIN_CHARS, len(head) // 2):
+        return head + tail, ""
+    return head, tail
 
 
 def _route_character_id(path: str) -> str:
@@ -64,7 +77,8 @@ class ChatState(rx.State):
     session_id: str = ""
     messages: list[ChatMessagePublic] = []
     recent: list[ChatMessagePublic] = []
-    draft: str = ""
+    draft_head: str = ""
+    draft_tail: str = ""
     # The passages the streaming reply may cite: set once per reply (ReplySources).
     draft_sources: list[CitationPublic] = []
     streaming: bool = False
@@ -115,7 +129,8 @@ class ChatState(rx.State):
         if self.streaming and requested is not None and str(requested) == self.session_id:
             return  # the address caught up with the conversation on screen (its first send)
         # A reply still streaming goes on being saved, but no longer updates this page.
-        self.error, self.draft, self.streaming, self._turn = "", "", False, None
+        self.error, self.streaming, self._turn = "", False, None
+        self.draft_head, self.draft_tail = "", ""
         character_id = _route_character_id(str(self.router.url.path))
         async with deps.db_session() as db:
             found = await characters_service.get_published(db, character_id=character_id)
@@ -201,12 +216,15 @@ class ChatState(rx.State):
             self.error = exc.public_message
             return None
         self._turn, self._stop_requested = turn, False
-        self.streaming, self.draft, self.draft_sources = True, "", []
+        self.streaming, self.draft_head, self.draft_tail, self.draft_sources = True, "", "", []
         if created is None:
             return ChatState.stream_reply
         # The new conversation gets its address, so a reload or a shared link opens it.
-        address = f"/chat/{self.character.id}?session={created.id}"
-        return [ChatState.stream_reply, rx.redirect(address, replace=True)]
+        # Only the address bar changes: a navigation would reload the page's state and
+        # resend all of it over the websocket (about 2.5 KB) for nothing.
+        address = json.dumps(f"/chat/{self.character.id}?session={created.id}")
+        keep_address = f"window.history.replaceState(window.history.state, '', {address})"
+        return [ChatState.stream_reply, rx.call_script(keep_address)]
 
     @rx.event
     async def regenerate(self) -> Followups:
@@ -251,7 +269,11 @@ class ChatState(rx.State):
                 if _should_flush(pending_chars, time.monotonic() - last_flush):
                     async with self:
                         if self._is_showing(turn):
-                            self.draft += "".join(pending)
+                            head, self.draft_tail = _grown_draft(
+                                self.draft_head, self.draft_tail, "".join(pending)
+                            )
+                            if head != self.draft_head:  # any assignment resends it
+                                self.draft_head = head
                             stop[0] = self._stop_requested
                     pending.clear()
                     pending_chars = 0
@@ -264,6 +286,7 @@ class ChatState(rx.State):
                     self._append(final.message)
                     if isinstance(final, chat_service.ReplyFailed):
                         self.error = final.public_message
-                self.draft, self.draft_sources, self.streaming, self._turn = "", [], False, None
+                self.draft_head, self.draft_tail, self.draft_sources = "", "", []
+                self.streaming, self._turn = False, None
         async with self:
             await self._refresh_sessions()
