@@ -4,7 +4,15 @@ import reflex as rx
 
 from histora.api import create_api
 from histora.bootstrap import lifespan
-from histora.pages import admin, auth, character, chat, home, profile  # noqa: F401 - registers the pages
+from histora.pages import (  # noqa: F401 - registers the pages
+    admin,
+    auth,
+    character,
+    chat,
+    home,
+    not_found,
+    profile,
+)
 
 app = rx.App(api_transformer=create_api())
 app.register_lifespan_task(lifespan)

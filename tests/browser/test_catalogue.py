@@ -58,3 +58,10 @@ def test_phone_width_has_one_column(app_url: str, browser: object, page: Page) -
     assert first is not None and second is not None
     assert second["y"] > first["y"]  # stacked, not side by side
     assert first["width"] <= 390
+
+
+def test_an_unknown_address_gets_the_sites_own_page(app_url: str, page: Page) -> None:
+    page.goto(f"{app_url}/no/such/page")
+    expect(page.get_by_test_id("not-found")).to_contain_text("Page not found")
+    page.get_by_role("button", name="Browse the catalogue").click()
+    expect(page).to_have_url(f"{app_url}/")
