@@ -51,7 +51,16 @@ def ingest_progress(document: rx.Var[DocumentPublic]) -> rx.Component:
 
 
 def size_text(document: rx.Var[DocumentPublic]) -> rx.Var[str]:
-    return rx.Var.create(f"{document.size_bytes / (1024 * 1024):.1f} MB")
+    size = document.size_bytes
+    return rx.cond(
+        size < 1024,
+        rx.Var.create(f"{size} bytes"),
+        rx.cond(
+            size < 1024 * 1024,
+            rx.Var.create(f"{size / 1024:.0f} KB"),
+            rx.Var.create(f"{size / (1024 * 1024):.1f} MB"),
+        ),
+    )
 
 
 def failure_text(document: rx.Var[DocumentPublic]) -> rx.Component:

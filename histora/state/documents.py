@@ -167,7 +167,7 @@ class DocumentUploadMixin(rx.State, mixin=True):
             _require_hooks(cls, "_store", "_after_upload")
         super().__init_subclass__(mixin=mixin, **kwargs)
 
-    ACCEPTED_MESSAGE: ClassVar[str] = "Added. It is being read and indexed now."
+    ACCEPTED_MESSAGE: ClassVar[str] = "Added. Its progress shows in the documents list."
 
     @rx.event
     def reset_uploads(self) -> None:
