@@ -5,7 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from histora.components.sources import sources_row
-from histora.models.chat import ChatMessagePublic
+from histora.models.chat import ChatBubble
 from histora.models.documents import CitationPublic
 
 
@@ -27,7 +27,7 @@ def _bubble(*children: rx.Component, mine: bool | rx.Var[bool], test_id: str) ->
     )
 
 
-def _status_note(message: rx.Var[ChatMessagePublic]) -> rx.Component:
+def _status_note(message: rx.Var[ChatBubble]) -> rx.Component:
     return rx.match(
         message.status,
         ("stopped", rx.text("Stopped", size="1", color=rx.color("gray", 10))),
@@ -44,7 +44,7 @@ def _status_note(message: rx.Var[ChatMessagePublic]) -> rx.Component:
     )
 
 
-def message_bubble(message: rx.Var[ChatMessagePublic]) -> rx.Component:
+def message_bubble(message: rx.Var[ChatBubble]) -> rx.Component:
     mine = message.role == "user"
     return _bubble(
         rx.cond(

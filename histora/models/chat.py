@@ -102,3 +102,22 @@ class ChatMessagePublic(SQLModel):
     client_message_id: str | None
     citations: list[CitationPublic]
     created_at: datetime
+
+
+class ChatBubble(SQLModel):
+    """What the chat page draws for a message. The page's message lists travel over the
+    websocket whole whenever they change, so they carry only what is shown."""
+
+    role: MessageRole
+    content: str
+    status: MessageStatus
+    citations: list[CitationPublic]
+
+    @classmethod
+    def of(cls, message: ChatMessagePublic) -> ChatBubble:
+        return cls(
+            role=message.role,
+            content=message.content,
+            status=message.status,
+            citations=message.citations,
+        )

@@ -11,7 +11,7 @@ import reflex as rx
 from histora import deps
 from histora.errors import HistoraError
 from histora.models.characters import CharacterPublic
-from histora.models.chat import ChatMessagePublic, ChatSessionPublic
+from histora.models.chat import ChatBubble, ChatMessagePublic, ChatSessionPublic
 from histora.models.documents import CitationPublic
 from histora.services import characters as characters_service
 from histora.services import chat as chat_service
@@ -75,8 +75,8 @@ class ChatState(rx.State):
     not_found: bool = False
     sessions: list[ChatSessionPublic] = []
     session_id: str = ""
-    messages: list[ChatMessagePublic] = []
-    recent: list[ChatMessagePublic] = []
+    messages: list[ChatBubble] = []
+    recent: list[ChatBubble] = []
     draft_head: str = ""
     draft_tail: str = ""
     # The passages the streaming reply may cite: set once per reply (ReplySources).
@@ -97,14 +97,22 @@ class ChatState(rx.State):
     def is_empty(self) -> bool:
         return not self.messages and not self.recent
 
+    def _assign(self, **values: object) -> None:
+        """Set these vars, skipping the ones that already hold the value: Reflex resends
+        every var assigned in an event, changed or not, on each reply's frames."""
+        for name, value in values.items():
+            if getattr(self, name) != value:
+                setattr(self, name, value)
+
     def _show(self, messages: list[ChatMessagePublic]) -> None:
-        self.messages, self.recent = messages, []
+        self.messages, self.recent = [ChatBubble.of(m) for m in messages], []
 
     def _append(self, message: ChatMessagePublic) -> None:
+        bubble = ChatBubble.of(message)
         if len(self.recent) >= RECENT_LIMIT:
-            self.messages, self.recent = [*self.messages, *self.recent], [message]
+            self.messages, self.recent = [*self.messages, *self.recent], [bubble]
         else:
-            self.recent = [*self.recent, message]
+            self.recent = [*self.recent, bubble]
 
     def _drop_last(self) -> None:
         if self.recent:
@@ -187,7 +195,7 @@ class ChatState(rx.State):
     async def _begin(self, text: str, *, regenerate: bool = False) -> Followups:
         if self.streaming or self.character is None:
             return None  # guards double submission
-        self.error, self.prefill = "", ""
+        self._assign(error="", prefill="")
         try:
             async with deps.db_session() as db:
                 actor = await (await self.get_state(SessionState))._actor(db)
@@ -216,7 +224,8 @@ class ChatState(rx.State):
             self.error = exc.public_message
             return None
         self._turn, self._stop_requested = turn, False
-        self.streaming, self.draft_head, self.draft_tail, self.draft_sources = True, "", "", []
+        self.streaming = True
+        self._assign(draft_head="", draft_tail="", draft_sources=[])
         if created is None:
             return ChatState.stream_reply
         # The new conversation gets its address, so a reload or a shared link opens it.
@@ -262,7 +271,7 @@ class ChatState(rx.State):
             if isinstance(event, chat_service.ReplySources):
                 async with self:
                     if self._is_showing(turn):
-                        self.draft_sources = event.citations
+                        self._assign(draft_sources=event.citations)
             elif isinstance(event, chat_service.ReplyDelta):
                 pending.append(event.text)
                 pending_chars += len(event.text)
@@ -286,7 +295,7 @@ class ChatState(rx.State):
                     self._append(final.message)
                     if isinstance(final, chat_service.ReplyFailed):
                         self.error = final.public_message
-                self.draft_head, self.draft_tail, self.draft_sources = "", "", []
+                self._assign(draft_head="", draft_tail="", draft_sources=[])
                 self.streaming, self._turn = False, None
         async with self:
             await self._refresh_sessions()
