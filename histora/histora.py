@@ -9,6 +9,7 @@ from histora.pages import (  # noqa: F401 - registers the pages
     auth,
     character,
     chat,
+    conversations,
     home,
     not_found,
     profile,

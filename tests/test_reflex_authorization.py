@@ -18,6 +18,7 @@ from histora.pages.admin import AdminUsersState
 from histora.pages.admin.knowledge_base_state import KnowledgeBaseState
 from histora.pages.chat.documents_state import ChatDocumentsState
 from histora.pages.chat.sessions_state import ChatSessionsState
+from histora.pages.conversations import ConversationsState
 from histora.pages.profile import ProfileState
 from histora.services import api_keys as api_keys_service
 from histora.services import conversations, tokens
@@ -52,6 +53,9 @@ MATRIX: dict[str, Attempt] = {
     ),
     "ChatSessionsState.ask_delete": lambda root, ids: _ask_then_confirm(root, ids["session"]),
     "ChatSessionsState.ask_rename": lambda root, ids: _rename(root, ids["session"]),
+    "ConversationsState.set_archived": lambda root, ids: ConversationsState.set_archived.fn(
+        _substate(root, ConversationsState), ids["session"], True
+    ),
     "ProfileState.revoke_key": lambda root, ids: ProfileState.revoke_key.fn(
         root.get_substate(ProfileState.get_full_name().split(".")[1:]), ids["key"]
     ),

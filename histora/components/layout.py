@@ -62,6 +62,19 @@ def _account_links() -> rx.Component:
         rx.hstack(
             rx.cond(SessionState.is_admin, _admin_menu()),
             rx.link(
+                rx.text("Conversations", display=rx.breakpoints(initial="none", sm="inline")),
+                rx.icon(
+                    "messages-square",
+                    size=20,
+                    display=rx.breakpoints(initial="inline", sm="none"),
+                ),
+                href="/conversations",
+                size="3",
+                color=rx.color("gray", 11),
+                aria_label="Your conversations",
+                data_testid="nav-conversations",
+            ),
+            rx.link(
                 SessionState.user.display_name,
                 href="/profile",
                 size="3",

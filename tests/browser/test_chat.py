@@ -90,3 +90,34 @@ def test_chat_streams_stops_and_regenerates(app_url: str, page: Page) -> None:
     picked.click()
     expect(picked).to_have_count(0)
     expect(page.get_by_test_id("user-message")).to_have_count(2)
+
+
+def test_all_conversations_are_listed_and_archived_ones_come_back(app_url: str, page: Page) -> None:
+    sign_up(page, app_url, f"lister-{uuid.uuid4().hex[:8]}@example.com")
+    page.goto(f"{app_url}/conversations")
+    expect(page.get_by_test_id("no-conversations")).to_be_visible()
+
+    for character in ("socrates", "marie-curie"):
+        page.goto(f"{app_url}/chat/{character}")
+        page.get_by_label("Your message").fill(f"Hello, {character}!")
+        page.get_by_test_id("send").click()
+        expect(page.get_by_test_id("stop")).to_be_visible()
+        page.get_by_test_id("stop").click()
+        expect(page.get_by_test_id("assistant-message")).to_have_count(1, timeout=90_000)
+
+    page.get_by_test_id("nav-conversations").click()
+    links = page.get_by_test_id("conversation-link")
+    expect(links).to_have_count(2)
+    expect(links.first).to_contain_text("Marie Curie")  # most recent first
+    expect(links.last).to_contain_text("Socrates")
+
+    page.get_by_test_id("conversation-archive").last.click()
+    expect(links).to_have_count(1)
+    page.get_by_test_id("show-archived").click()
+    expect(links).to_have_count(2)
+    page.get_by_test_id("conversation-restore").click()
+    expect(page.get_by_test_id("conversation-restore")).to_have_count(0)
+
+    links.filter(has_text="Socrates").click()
+    expect(page).to_have_url(re.compile(r"/chat/socrates/?\?session="))
+    expect(page.get_by_test_id("user-message")).to_have_text("Hello, socrates!")
