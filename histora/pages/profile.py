@@ -187,6 +187,18 @@ def _profile() -> rx.Component:
                     rx.callout.text(
                         "Copy this key now; it is shown only once: ",
                         rx.code(ProfileState.new_secret, data_testid="new-api-key"),
+                        rx.icon_button(
+                            rx.icon("copy", size=14),
+                            size="1",
+                            variant="ghost",
+                            margin_left="var(--space-2)",
+                            aria_label="Copy the key",
+                            on_click=[
+                                rx.set_clipboard(ProfileState.new_secret),
+                                rx.toast.success("Copied", duration=2000),
+                            ],
+                            data_testid="copy-api-key",
+                        ),
                     ),
                 ),
             ),

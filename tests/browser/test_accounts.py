@@ -82,3 +82,22 @@ def test_users_cannot_open_admin_pages_but_admins_can(app_url: str, page: Page) 
     page.goto(f"{app_url}/admin")
     expect(page.get_by_test_id("admin-heading")).to_be_visible()
     expect(page.get_by_text(ADMIN_EMAIL)).to_be_visible()
+
+
+def test_an_api_key_made_on_the_profile_works_until_revoked(app_url: str, page: Page) -> None:
+    sign_up(page, app_url, f"keys-{uuid.uuid4().hex[:8]}@example.com")
+    page.get_by_test_id("profile-link").click()
+    page.get_by_placeholder("Key name").fill("my script")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_test_id("new-api-key").inner_text().strip()
+    assert secret.startswith("hk_")
+    page.get_by_test_id("copy-api-key").click()
+    expect(page.get_by_text("Copied")).to_be_visible()
+
+    me = f"{app_url}/api/v1/auth/me"
+    auth = {"Authorization": f"Bearer {secret}"}
+    assert httpx.get(me, headers=auth, timeout=30).status_code == 200
+    row = page.get_by_test_id("api-key-row").filter(has_text="my script")
+    row.get_by_role("button", name="Revoke").click()
+    expect(row).to_contain_text("revoked")
+    assert httpx.get(me, headers=auth, timeout=30).status_code == 401
