@@ -70,6 +70,11 @@ def running_app(data_dir: Path, settings: dict[str, str]) -> Iterator[str]:
         "HISTORA_ADMIN_PASSWORD": ADMIN_PASSWORD,
         # The websocket is refused from origins not listed here, as in production.
         "HISTORA_CORS_ORIGINS": f"http://127.0.0.1:{port}",
+        # Every test signs up, signs in and reloads from 127.0.0.1, far more often in a
+        # minute than people do; the limits themselves are tested without a browser.
+        "HISTORA_REGISTER_RATE_LIMIT": "200/minute",
+        "HISTORA_LOGIN_RATE_LIMIT": "200/minute",
+        "HISTORA_REFRESH_RATE_LIMIT": "200/minute",
         **settings,
     }
     log_path = data_dir / "app.log"
