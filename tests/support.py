@@ -1,4 +1,5 @@
-"""Test helpers: parse server-sent events; serve an ASGI app on a loopback port."""
+"""Test helpers: server-sent events, ASGI apps on loopback ports, the Firebase emulator,
+Reflex state trees."""
 
 from __future__ import annotations
 
@@ -8,11 +9,20 @@ import json
 import socket
 import urllib.parse
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import httpx
+import reflex as rx
 import uvicorn
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import ASGIApp
+
+from histora.models import User
+from histora.services import tokens
+from histora.settings import Settings
+from histora.state.session import SessionState
+
+StateT = TypeVar("StateT", bound=rx.State)
 
 EMULATOR_VARIABLE = "FIREBASE_AUTH_EMULATOR_HOST"
 # Every test that talks to the emulator uses the project scripts/test.sh starts it for.
@@ -75,3 +85,22 @@ async def serve_app(app: ASGIApp) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+def reflex_root() -> rx.State:
+    """A fresh Reflex state tree, as one browser tab has, with nobody signed in."""
+    return rx.State(_reflex_internal_init=True)  # type: ignore[call-arg]
+
+
+def substate(root: rx.State, state: type[StateT]) -> StateT:
+    """The instance of ``state`` in the tree under ``root``."""
+    return cast(StateT, root.get_substate(state.get_full_name().split(".")[1:]))
+
+
+async def signed_in_root(db: AsyncSession, user: User | None, settings: Settings) -> rx.State:
+    """A state tree whose session holds an access token for ``user`` (None: anonymous)."""
+    root = reflex_root()
+    if user is not None:
+        pair = await tokens.issue_token_pair(db, user=user, settings=settings)
+        substate(root, SessionState)._access_token = pair.access_token
+    return root

@@ -21,11 +21,11 @@ from histora.pages.chat.sessions_state import ChatSessionsState
 from histora.pages.conversations import ConversationsState
 from histora.pages.profile import ProfileState
 from histora.services import api_keys as api_keys_service
-from histora.services import conversations, tokens
+from histora.services import conversations
 from histora.services import documents as documents_service
-from histora.state.session import SessionState
 from tests.conftest import FakeProvidersContainer
 from tests.factories import make_user
+from tests.support import signed_in_root, substate
 
 ID_PARAMETER_SUFFIXES = ("_id",)
 
@@ -49,24 +49,24 @@ Attempt = Callable[[rx.State, dict[str, str]], Awaitable[Any]]
 
 MATRIX: dict[str, Attempt] = {
     "ChatSessionsState.archive": lambda root, ids: ChatSessionsState.archive.fn(
-        root.get_substate(ChatSessionsState.get_full_name().split(".")[1:]), ids["session"]
+        substate(root, ChatSessionsState), ids["session"]
     ),
     "ChatSessionsState.ask_delete": lambda root, ids: _ask_then_confirm(root, ids["session"]),
     "ChatSessionsState.ask_rename": lambda root, ids: _rename(root, ids["session"]),
     "ConversationsState.set_archived": lambda root, ids: ConversationsState.set_archived.fn(
-        _substate(root, ConversationsState), ids["session"], True
+        substate(root, ConversationsState), ids["session"], True
     ),
     "ProfileState.revoke_key": lambda root, ids: ProfileState.revoke_key.fn(
-        root.get_substate(ProfileState.get_full_name().split(".")[1:]), ids["key"]
+        substate(root, ProfileState), ids["key"]
     ),
     "AdminUsersState.set_disabled": lambda root, ids: AdminUsersState.set_disabled.fn(
-        root.get_substate(AdminUsersState.get_full_name().split(".")[1:]), ids["user"], True
+        substate(root, AdminUsersState), ids["user"], True
     ),
     "KnowledgeBaseState.ask_delete": lambda root, ids: _ask_then_confirm_document(
         root, KnowledgeBaseState, ids["character_document"]
     ),
     "KnowledgeBaseState.reindex": lambda root, ids: KnowledgeBaseState.reindex.fn(
-        _substate(root, KnowledgeBaseState), ids["character_document"]
+        substate(root, KnowledgeBaseState), ids["character_document"]
     ),
     "ChatDocumentsState.ask_delete": lambda root, ids: _ask_then_confirm_document(
         root, ChatDocumentsState, ids["session_document"]
@@ -78,26 +78,22 @@ SECRET_NOTES = b"The owner's private notes: the owl of Minerva flies at dusk."
 SECRET_NAME = "owner-private-notes.txt"
 
 
-def _substate(root: rx.State, state: type[rx.State]) -> Any:
-    return root.get_substate(state.get_full_name().split(".")[1:])
-
-
 async def _ask_then_confirm_document(
     root: rx.State, state: type[KnowledgeBaseState | ChatDocumentsState], document_id: str
 ) -> None:
-    substate = _substate(root, state)
-    state.ask_delete.fn(substate, document_id)
-    await state.confirm_delete.fn(substate)
+    handlers = substate(root, state)
+    state.ask_delete.fn(handlers, document_id)
+    await state.confirm_delete.fn(handlers)
 
 
 async def _rename(root: rx.State, session_id: str) -> None:
-    state = _substate(root, ChatSessionsState)
+    state = substate(root, ChatSessionsState)
     ChatSessionsState.ask_rename.fn(state, session_id, "anything")
     await ChatSessionsState.confirm_rename.fn(state, {"title": RENAMED})
 
 
 async def _ask_then_confirm(root: rx.State, session_id: str) -> None:
-    state = root.get_substate(ChatSessionsState.get_full_name().split(".")[1:])
+    state = substate(root, ChatSessionsState)
     ChatSessionsState.ask_delete.fn(state, session_id)
     await ChatSessionsState.confirm_delete.fn(state)
 
@@ -110,12 +106,7 @@ def test_every_id_taking_handler_has_a_matrix_entry() -> None:
 async def _root_as(
     db: AsyncSession, user: User | None, container: FakeProvidersContainer
 ) -> rx.State:
-    root = rx.State(_reflex_internal_init=True)  # type: ignore[call-arg]
-    session = root.get_substate(SessionState.get_full_name().split(".")[1:])
-    if user is not None:
-        pair = await tokens.issue_token_pair(db, user=user, settings=container.settings)
-        session._access_token = pair.access_token
-    return root
+    return await signed_in_root(db, user, container.settings)
 
 
 async def _documents(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import reflex as rx
 
 from histora import deps
@@ -50,12 +48,13 @@ class ConversationsState(rx.State):
             async with deps.db_session() as db:
                 actor = await (await self.get_state(SessionState))._actor(db)
                 await conversations.set_archived(
-                    db, actor=actor, session_id=uuid.UUID(session_id), archived=archived
+                    db,
+                    actor=actor,
+                    session_id=conversations.session_id_from(session_id),
+                    archived=archived,
                 )
-        except (HistoraError, ValueError) as exc:
-            self.error = (
-                exc.public_message if isinstance(exc, HistoraError) else "No such conversation."
-            )
+        except HistoraError as exc:
+            self.error = exc.public_message
             return
         await self._reload()
 

@@ -22,7 +22,7 @@ from typing import Any, cast
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import QueryableAttribute, load_only
-from sqlmodel import col, or_, select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.errors import ConflictError, InvalidInputError, NotFoundError, ProviderError
@@ -31,7 +31,6 @@ from histora.models import (
     ChatMessage,
     ChatSession,
     Document,
-    DocumentStatus,
     MessageRole,
     MessageStatus,
     UsageEvent,
@@ -43,7 +42,7 @@ from histora.models.chat import DEFAULT_TITLE, ChatMessagePublic
 from histora.models.documents import CitationPublic
 from histora.providers.chat_models import ChatModel
 from histora.providers.chat_types import PromptMessage, StreamDelta, StreamEnd
-from histora.services import conversations, prompting
+from histora.services import conversations, prompting, retrieval
 from histora.services import search as search_service
 from histora.services.rate_limits import RateLimiter
 from histora.services.search import Retriever
@@ -224,16 +223,14 @@ class _OwnedSession:
     has_ready_sources: bool
 
 
-# Whether the session's character, or the session itself, has any document ready to
-# search; correlated with the ChatSession row of the query it is used in.
+# Whether retrieval would find any document for this session (its character's or its
+# own); correlated with the ChatSession row of the query it is used in.
 _READY_SOURCES = (
     select(Document.id)
     .where(
-        Document.status == DocumentStatus.READY,
-        or_(
-            col(Document.character_id) == col(ChatSession.character_id),
-            col(Document.session_id) == col(ChatSession.id),
-        ),
+        retrieval.ready_in_scope(
+            character_id=col(ChatSession.character_id), session_id=col(ChatSession.id)
+        )
     )
     .exists()
 )

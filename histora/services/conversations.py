@@ -23,6 +23,14 @@ PREVIEW_LENGTH = 140
 SESSION_NOT_FOUND = "No such conversation."
 
 
+def session_id_from(raw: str) -> uuid.UUID:
+    """A conversation id from a page or a link; malformed ones are simply not found."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFoundError(SESSION_NOT_FOUND) from None
+
+
 def message_public(message: ChatMessage) -> ChatMessagePublic:
     return ChatMessagePublic.model_validate(message, from_attributes=True)
 

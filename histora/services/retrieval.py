@@ -15,7 +15,8 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import or_
+from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy.orm import Mapped
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -161,18 +162,31 @@ async def retrieve(
     )
 
 
-async def _ready_documents(
-    db: AsyncSession, *, character_id: str | None, session_id: uuid.UUID | None
-) -> list[_ReadyDocument]:
+def ready_in_scope(
+    *,
+    character_id: str | Mapped[str] | None,
+    session_id: uuid.UUID | Mapped[uuid.UUID] | None,
+) -> ColumnElement[bool]:
+    """Where-clause for the READY documents a search of this scope reads: the character's
+    knowledge base and/or the session's own. Values, or columns of an outer query (for a
+    correlated check); at least one of the two."""
     conditions = []
     if character_id is not None:
         conditions.append(col(Document.character_id) == character_id)
     if session_id is not None:
         conditions.append(col(Document.session_id) == session_id)
     if not conditions:
+        raise ValueError("a scope needs a character or a session")
+    return and_(col(Document.status) == DocumentStatus.READY, or_(*conditions))
+
+
+async def _ready_documents(
+    db: AsyncSession, *, character_id: str | None, session_id: uuid.UUID | None
+) -> list[_ReadyDocument]:
+    if character_id is None and session_id is None:
         return []
     rows = await db.exec(
-        select(Document).where(Document.status == DocumentStatus.READY, or_(*conditions))
+        select(Document).where(ready_in_scope(character_id=character_id, session_id=session_id))
     )
     return [
         _ReadyDocument(

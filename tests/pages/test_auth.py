@@ -17,7 +17,7 @@ from histora.services import sign_in as sign_in_service
 from histora.state.session import SessionState
 from tests.conftest import FakeProvidersContainer
 from tests.factories import make_user
-from tests.support import emulator_google_id_token
+from tests.support import emulator_google_id_token, reflex_root, substate
 
 
 @pytest.mark.parametrize(
@@ -40,10 +40,9 @@ def test_next_path_stays_on_this_site(requested: str, expected: str) -> None:
 
 
 def _auth_form(container: FakeProvidersContainer) -> AuthFormState:
-    root = rx.State(_reflex_internal_init=True)  # type: ignore[call-arg]
-    state = root.get_substate(AuthFormState.get_full_name().split(".")[1:])
+    state = substate(reflex_root(), AuthFormState)
     AuthFormState.clear.fn(state)
-    return state  # type: ignore[no-any-return]
+    return state
 
 
 async def _signed_in_user(state: AuthFormState) -> UserPublic | None:

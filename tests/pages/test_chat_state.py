@@ -5,18 +5,22 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-import reflex as rx
-
 from histora.models import MessageRole, MessageStatus
 from histora.models.chat import ChatMessagePublic
-from histora.pages.chat.state import RECENT_LIMIT, TAIL_MIN_CHARS, ChatState, _grown_draft
+from histora.pages.chat.state import (
+    RECENT_LIMIT,
+    TAIL_MIN_CHARS,
+    ChatState,
+    _grown_draft,
+    _starter_index,
+)
+from tests.support import reflex_root, substate
 
 SESSION = uuid.uuid4()
 
 
 def _chat_state() -> ChatState:
-    root = rx.State(_reflex_internal_init=True)  # type: ignore[call-arg]
-    return root.get_substate(ChatState.get_full_name().split(".")[1:])  # type: ignore[no-any-return]
+    return substate(reflex_root(), ChatState)
 
 
 def _message(n: int) -> ChatMessagePublic:
@@ -88,3 +92,11 @@ def test_the_draft_keeps_every_character_and_resends_little() -> None:
     assert head + tail == "".join(pieces)
     assert len(tail) < max(TAIL_MIN_CHARS, len(head) // 2)
     assert sent * 4 < whole_drafts
+
+
+def test_only_a_starter_position_the_figure_has_fills_the_composer() -> None:
+    starters = ["What is justice?", "What is virtue?", "Why question?"]
+    assert _starter_index("0", starters) == 0
+    assert _starter_index("2", starters) == 2
+    for value in ("3", "-1", "", "1e1", " 1", "٣", "9" * 5000):
+        assert _starter_index(value, starters) is None, value

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import reflex as rx
 
 from histora import deps
@@ -37,7 +35,7 @@ class ChatSessionsState(rx.State):
     async def confirm_rename(self, form: dict[str, str]) -> None:
         chat = await self.get_state(ChatState)
         try:
-            target = uuid.UUID(self.rename_id)
+            target = conversations.session_id_from(self.rename_id)
             async with deps.db_session() as db:
                 actor = await (await self.get_state(SessionState))._actor(db)
                 await conversations.rename_session(
@@ -46,11 +44,9 @@ class ChatSessionsState(rx.State):
         except InvalidInputError as exc:  # the dialog stays open to fix the title
             self.rename_error = exc.public_message
             return
-        except (HistoraError, ValueError) as exc:
+        except HistoraError as exc:
             self.rename_id = ""
-            chat.error = (
-                exc.public_message if isinstance(exc, HistoraError) else "No such conversation."
-            )
+            chat.error = exc.public_message
             return
         self.rename_id, self.rename_error = "", ""
         await chat._refresh_sessions()
@@ -68,7 +64,7 @@ class ChatSessionsState(rx.State):
         if chat.streaming:
             return None
         try:
-            target = uuid.UUID(session_id)
+            target = conversations.session_id_from(session_id)
             async with deps.db_session() as db:
                 actor = await (await self.get_state(SessionState))._actor(db)
                 if delete:  # its uploaded documents, their files and vectors go too
@@ -84,10 +80,8 @@ class ChatSessionsState(rx.State):
                     await conversations.set_archived(
                         db, actor=actor, session_id=target, archived=True
                     )
-        except (HistoraError, ValueError) as exc:
-            chat.error = (
-                exc.public_message if isinstance(exc, HistoraError) else "No such conversation."
-            )
+        except HistoraError as exc:
+            chat.error = exc.public_message
             return None
         if chat.session_id == session_id:
             return ChatState.new_session

@@ -1,0 +1,80 @@
+"""Renaming and archiving conversations from the pages: bad input gets a message, the
+database keeps what it had."""
+
+from __future__ import annotations
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from histora.models import ChatSession
+from histora.pages.chat.sessions_state import ChatSessionsState
+from histora.pages.chat.state import ChatState
+from histora.pages.conversations import ConversationsState
+from histora.services import conversations
+from tests.conftest import FakeProvidersContainer
+from tests.factories import make_user
+from tests.support import signed_in_root, substate
+
+
+async def _stored_title(db: AsyncSession, session_id: object) -> str:
+    db.expunge_all()
+    row = await db.get(ChatSession, session_id)
+    assert row is not None
+    return row.title
+
+
+async def test_a_blank_title_keeps_the_rename_dialog_open(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session = await conversations.create_session(db, actor=user, character_id="socrates")
+    root = await signed_in_root(db, user, container.settings)
+    state = substate(root, ChatSessionsState)
+
+    ChatSessionsState.ask_rename.fn(state, str(session.id), session.title)
+    await ChatSessionsState.confirm_rename.fn(state, {"title": "   "})
+    assert state.rename_error == "A title cannot be empty."
+    assert state.rename_id == str(session.id)  # still open, to fix the title
+    assert await _stored_title(db, session.id) == session.title
+
+    await ChatSessionsState.confirm_rename.fn(state, {"title": "  On   virtue "})
+    assert state.rename_id == "" and state.rename_error == ""
+    assert await _stored_title(db, session.id) == "On virtue"
+
+
+async def test_renaming_a_malformed_id_says_not_found(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    root = await signed_in_root(db, await make_user(db), container.settings)
+    state = substate(root, ChatSessionsState)
+    ChatSessionsState.ask_rename.fn(state, "not-a-uuid", "x")
+    await ChatSessionsState.confirm_rename.fn(state, {"title": "New"})
+    assert substate(root, ChatState).error == "No such conversation."
+    assert state.rename_id == ""
+
+
+async def test_conversations_page_lists_every_figure_and_restores_archived(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    with_socrates = await conversations.create_session(db, actor=user, character_id="socrates")
+    await conversations.create_session(db, actor=user, character_id="marie-curie")
+    await conversations.create_session(db, actor=await make_user(db), character_id="socrates")
+    root = await signed_in_root(db, user, container.settings)
+    state = substate(root, ConversationsState)
+
+    await ConversationsState.load.fn(state)
+    assert sorted(s.character_id for s in state.sessions) == ["marie-curie", "socrates"]
+
+    await ConversationsState.set_archived.fn(state, str(with_socrates.id), True)
+    assert [s.character_id for s in state.sessions] == ["marie-curie"]
+    await ConversationsState.toggle_archived.fn(state, True)
+    assert {s.character_id: s.archived for s in state.sessions} == {
+        "marie-curie": False,
+        "socrates": True,
+    }
+    await ConversationsState.set_archived.fn(state, str(with_socrates.id), False)
+    assert not any(s.archived for s in state.sessions) and state.error == ""
+
+    await ConversationsState.set_archived.fn(state, "not-a-uuid", True)
+    assert state.error == "No such conversation."
+    assert len(state.sessions) == 2  # the list is left as it was
