@@ -121,3 +121,16 @@ class ChatBubble(SQLModel):
             status=message.status,
             citations=message.citations,
         )
+
+
+class SessionLink(SQLModel):
+    """A conversation in the chat page's list: its title, no preview or times. The list
+    travels whole whenever it changes, and a preview or a time would change it after
+    every reply; a title changes only when the conversation is named."""
+
+    id: str
+    title: str
+
+    @classmethod
+    def of(cls, session: ChatSessionPublic) -> SessionLink:
+        return cls(id=str(session.id), title=session.title)

@@ -142,7 +142,8 @@ class FakeOpenAIServer:
     """Scripted OpenAI-compatible server; see the module docstring.
 
     ``requests`` counts requests per model (unknown names included), ``last_request``
-    keeps the last JSON body per model, ``disconnects`` counts streams the client
+    keeps the last JSON body per model and ``last_authorization`` its Authorization
+    header, ``disconnects`` counts streams the client
     left before their end. Scripts may be changed while the server runs. ``port``
     0 (the default) picks a free port.
     """
@@ -152,6 +153,7 @@ class FakeOpenAIServer:
         self._requested_port = port
         self.requests: Counter[str] = Counter()
         self.last_request: dict[str, dict[str, Any]] = {}
+        self.last_authorization: dict[str, str | None] = {}
         self.disconnects: Counter[str] = Counter()
         self._port: int | None = None
         self._app = Starlette(
@@ -177,6 +179,7 @@ class FakeOpenAIServer:
         self.scripts.clear()
         self.requests.clear()
         self.last_request.clear()
+        self.last_authorization.clear()
         self.disconnects.clear()
 
     @asynccontextmanager
@@ -257,6 +260,7 @@ class FakeOpenAIServer:
         model = str(body.get("model", ""))
         self.requests[model] += 1
         self.last_request[model] = body
+        self.last_authorization[model] = request.headers.get("authorization")
         script = self.scripts.get(model)
         if script is None:
             return _error(404, f"model {model!r} not found")
@@ -281,6 +285,7 @@ class FakeOpenAIServer:
         model = str(body.get("model", ""))
         self.requests[model] += 1
         self.last_request[model] = body
+        self.last_authorization[model] = request.headers.get("authorization")
         script = self.scripts.get(model)
         if script is None:
             return _error(404, f"model {model!r} not found")

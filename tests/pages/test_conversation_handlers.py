@@ -6,13 +6,21 @@ from __future__ import annotations
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.models import ChatSession
+from histora.models.characters import CharacterPublic
 from histora.pages.chat.sessions_state import ChatSessionsState
 from histora.pages.chat.state import ChatState
 from histora.pages.conversations import ConversationsState
+from histora.services import characters as characters_service
 from histora.services import conversations
 from tests.conftest import FakeProvidersContainer
 from tests.factories import make_user
 from tests.support import signed_in_root, substate
+
+
+async def _socrates(db: AsyncSession) -> CharacterPublic:
+    found = await characters_service.get_published(db, character_id="socrates")
+    assert found is not None
+    return CharacterPublic.model_validate(found, from_attributes=True)
 
 
 async def _stored_title(db: AsyncSession, session_id: object) -> str:
@@ -78,3 +86,31 @@ async def test_conversations_page_lists_every_figure_and_restores_archived(
     await ConversationsState.set_archived.fn(state, "not-a-uuid", True)
     assert state.error == "No such conversation."
     assert len(state.sessions) == 2  # the list is left as it was
+
+
+async def test_the_chat_page_list_is_not_resent_when_a_reply_leaves_it_unchanged(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    older = await conversations.create_session(db, actor=user, character_id="socrates")
+    newer = await conversations.create_session(db, actor=user, character_id="socrates")
+    await conversations.create_session(db, actor=user, character_id="marie-curie")
+    root = await signed_in_root(db, user, container.settings)
+    chat = substate(root, ChatState)
+    chat.character = await _socrates(db)
+
+    await chat._refresh_sessions()
+    assert [(s.id, s.title) for s in chat.sessions] == [
+        (str(newer.id), newer.title),
+        (str(older.id), older.title),
+    ]
+    assert "sessions" in chat.dirty_vars
+
+    chat.dirty_vars.clear()
+    await chat._refresh_sessions()  # as after a reply in the first conversation
+    assert "sessions" not in chat.dirty_vars
+
+    await conversations.rename_session(db, actor=user, session_id=older.id, title="On piety")
+    await chat._refresh_sessions()
+    assert "sessions" in chat.dirty_vars
+    assert [s.title for s in chat.sessions] == ["On piety", newer.title]

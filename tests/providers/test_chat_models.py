@@ -137,6 +137,7 @@ async def test_stream_sends_messages_and_spec_settings(
     assert body["max_tokens"] == 64
     assert body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
+    assert server.last_authorization["a"] == f"Bearer {API_KEY}"
 
 
 async def test_stream_max_tokens_argument_overrides_spec(
@@ -396,6 +397,7 @@ async def test_complete_returns_text_and_usage(
     assert (completion.prompt_tokens, completion.completion_tokens) == (6, 10)
     body = server.last_request["a"]
     assert (body["stream"], body["temperature"], body["max_tokens"]) == (False, 0.1, 50)
+    assert server.last_authorization["a"] == f"Bearer {API_KEY}"
 
 
 async def test_complete_falls_back_on_server_error(

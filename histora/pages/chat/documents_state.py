@@ -17,6 +17,7 @@ from histora import deps
 from histora.components.uploads import ReceivedFile
 from histora.errors import HistoraError, NotFoundError
 from histora.models import User
+from histora.models.chat import SessionLink
 from histora.models.documents import DocumentPublic
 from histora.pages.chat.state import ChatState
 from histora.services import conversations
@@ -93,7 +94,8 @@ class ChatUploadState(DocumentUploadMixin, rx.State):
         async with self:
             chat = await self.get_state(ChatState)
             if not chat.session_id:  # unless a first message started one meanwhile
-                chat.session_id, chat.sessions = str(created.id), [created, *chat.sessions]
+                chat.session_id = str(created.id)
+                chat.sessions = [SessionLink.of(created), *chat.sessions]
             return chat.session_id
 
     def _after_upload(self) -> rx.event.EventSpec:

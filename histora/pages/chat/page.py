@@ -9,7 +9,7 @@ from histora.components.chat import draft_bubble, message_bubble
 from histora.components.documents import confirm_delete_dialog, document_item
 from histora.components.layout import loading, page_layout
 from histora.components.uploads import drop_zone, upload_outcomes
-from histora.models.chat import ChatSessionPublic
+from histora.models.chat import SessionLink
 from histora.pages.chat.documents_state import ChatDocumentsState, ChatUploadState
 from histora.pages.chat.sessions_state import ChatSessionsState
 from histora.pages.chat.state import ChatState
@@ -21,7 +21,7 @@ UPLOAD_ID = "chat-documents-upload"
 ONE_LINE = {"white_space": "nowrap", "overflow": "hidden", "text_overflow": "ellipsis"}
 
 
-def _session_menu(session: rx.Var[ChatSessionPublic]) -> rx.Component:
+def _session_menu(session: rx.Var[SessionLink]) -> rx.Component:
     return rx.menu.root(
         rx.menu.trigger(
             rx.icon_button(
@@ -35,29 +35,28 @@ def _session_menu(session: rx.Var[ChatSessionPublic]) -> rx.Component:
         rx.menu.content(
             rx.menu.item(
                 "Rename…",
-                on_click=ChatSessionsState.ask_rename(session.id.to(str), session.title),
+                on_click=ChatSessionsState.ask_rename(session.id, session.title),
                 data_testid="session-rename",
             ),
-            rx.menu.item("Archive", on_click=ChatSessionsState.archive(session.id.to(str))),
+            rx.menu.item("Archive", on_click=ChatSessionsState.archive(session.id)),
             rx.menu.item(
                 "Delete…",
                 color="red",
-                on_click=ChatSessionsState.ask_delete(session.id.to(str)),
+                on_click=ChatSessionsState.ask_delete(session.id),
                 data_testid="session-delete",
             ),
         ),
     )
 
 
-def _session_link(session: rx.Var[ChatSessionPublic], *, in_popover: bool) -> rx.Component:
-    active = ChatState.session_id == session.id.to(str)
+def _session_link(session: rx.Var[SessionLink], *, in_popover: bool) -> rx.Component:
+    active = ChatState.session_id == session.id
     link = rx.link(
         rx.box(
             rx.text(session.title, size="2", weight="medium", style=ONE_LINE),
-            rx.text(session.preview, size="1", color=rx.color("gray", 10), style=ONE_LINE),
             min_width="0",
         ),
-        href="/chat/" + ChatState.character.id + "?session=" + session.id.to(str),
+        href="/chat/" + ChatState.character.id + "?session=" + session.id,
         underline="none",
         color="inherit",
         flex="1",

@@ -11,7 +11,7 @@ import reflex as rx
 from histora import deps
 from histora.errors import HistoraError
 from histora.models.characters import CharacterPublic
-from histora.models.chat import ChatBubble, ChatMessagePublic, ChatSessionPublic
+from histora.models.chat import ChatBubble, ChatMessagePublic, SessionLink
 from histora.models.documents import CitationPublic
 from histora.services import characters as characters_service
 from histora.services import chat as chat_service
@@ -73,7 +73,7 @@ Followups = rx.event.EventSpec | list[rx.event.EventSpec | rx.event.EventHandler
 class ChatState(rx.State):
     character: CharacterPublic | None = None
     not_found: bool = False
-    sessions: list[ChatSessionPublic] = []
+    sessions: list[SessionLink] = []
     session_id: str = ""
     messages: list[ChatBubble] = []
     recent: list[ChatBubble] = []
@@ -128,7 +128,8 @@ class ChatState(rx.State):
             page = await conversations.list_sessions(
                 db, actor=actor, character_id=self.character.id
             )
-        self.sessions = page.items
+        # Unchanged after most replies (the conversation is already first): then not resent.
+        self._assign(sessions=[SessionLink.of(s) for s in page.items])
 
     @rx.event
     async def load(self) -> None:
