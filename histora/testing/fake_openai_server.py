@@ -371,10 +371,17 @@ class _Answer:
         limits = [len(self.tokens), script.error_after_tokens, script.drop_after_tokens]
         stop_at = min(limit for limit in limits if limit is not None)
         step = max(1, script.tokens_per_chunk)
+        # Token n is due n delays after the first token's clock starts, on a fixed
+        # schedule: sleeping a delay per token would add each wake-up's lateness to
+        # every later token, and that drift depends on how busy the machine is.
+        loop = asyncio.get_running_loop()
+        clock = loop.time()
         for start in range(0, stop_at, step):
-            group = self.tokens[start : min(start + step, stop_at)]
+            end = min(start + step, stop_at)
+            group = self.tokens[start:end]
             if script.per_token_delay_seconds:
-                await asyncio.sleep(script.per_token_delay_seconds * len(group))
+                due = clock + script.per_token_delay_seconds * end
+                await asyncio.sleep(max(0.0, due - loop.time()))
             yield _sse(self.chunk({"content": "".join(group)}))
         if stop_at == script.drop_after_tokens:
             progress.dropped = True

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from email.utils import formatdate
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
 from structlog.testing import capture_logs
 
 from histora.providers.chat_models import OpenAICompatibleChatModel, retry_after_seconds
@@ -21,6 +26,7 @@ from histora.providers.chat_types import (
     StreamEnd,
 )
 from histora.testing import FakeOpenAIServer, ModelScript
+from tests.support import serve_app
 
 PROMPT = [
     PromptMessage(role="system", content="You are Socrates."),
@@ -460,3 +466,44 @@ def test_retry_after_seconds_parses_header(headers: dict[str, str], expected: fl
 def test_retry_after_seconds_parses_future_http_date() -> None:
     seconds = retry_after_seconds({"retry-after": formatdate(time.time() + 120, usegmt=True)})
     assert seconds is not None and 100 < seconds <= 121
+
+
+async def test_stream_reads_what_it_can_of_odd_chunks() -> None:
+    """A provider's chunks missing fields or holding odd values: the text and the sane
+    metadata come through, the rest is ignored, and the reply is not failed."""
+    chunks: list[object] = [
+        {"choices": [{"delta": {"role": "assistant"}}]},  # no id, no model, no content
+        None,
+        ["not", "an", "object"],
+        {"model": "served/m", "choices": [{"delta": {"content": "Know "}}, "odd"]},
+        {"choices": [{"delta": {"content": 42}}, {"delta": {"content": "thyself"}}]},
+        {"choices": "none", "usage": {"prompt_tokens": 7, "completion_tokens": True}},
+        {"choices": [{"delta": {}, "finish_reason": "stop"}], "model": 3},
+    ]
+
+    async def odd_provider(request: Request) -> StreamingResponse:
+        async def events() -> AsyncIterator[bytes]:
+            for chunk in chunks:
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    app = Starlette(routes=[Route("/v1/chat/completions", odd_provider, methods=["POST"])])
+    async with serve_app(app) as url:
+        model = OpenAICompatibleChatModel(
+            provider_name="test",
+            base_url=f"{url}/v1",
+            api_key=API_KEY,
+            models=[ModelSpec(name="m")],
+            timeout_seconds=5,
+        )
+        try:
+            deltas, end = await _collect(model)
+        finally:
+            await model.aclose()
+
+    assert "".join(deltas) == "Know thyself"
+    assert end == StreamEnd(
+        model="served/m", prompt_tokens=7, completion_tokens=None, finish_reason="stop"
+    )
