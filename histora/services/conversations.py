@@ -116,7 +116,14 @@ async def list_sessions(
     total = (await db.exec(select(func.count()).select_from(statement.subquery()))).one()
     sessions = (
         await db.exec(
-            statement.order_by(col(ChatSession.updated_at).desc()).offset(offset).limit(limit)
+            # By the last message (or the start), not the last change: renaming or
+            # archiving a conversation must not move it to the top.
+            statement.order_by(
+                func.coalesce(col(ChatSession.last_message_at), col(ChatSession.created_at)).desc(),
+                col(ChatSession.id),
+            )
+            .offset(offset)
+            .limit(limit)
         )
     ).all()
     previews = await _last_messages(db, [s.id for s in sessions])

@@ -113,4 +113,4 @@ async def test_the_chat_page_list_is_not_resent_when_a_reply_leaves_it_unchanged
     await conversations.rename_session(db, actor=user, session_id=older.id, title="On piety")
     await chat._refresh_sessions()
     assert "sessions" in chat.dirty_vars
-    assert [s.title for s in chat.sessions] == ["On piety", newer.title]
+    assert [s.title for s in chat.sessions] == [newer.title, "On piety"]  # renaming keeps the order

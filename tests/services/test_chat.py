@@ -236,6 +236,27 @@ async def test_first_message_names_the_session(
     assert page.items[0].preview == ""  # the reply placeholder is the newest message
 
 
+async def test_conversations_are_listed_by_their_last_message_not_their_last_change(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    quiet = await _session(db, user)
+    older, newer = await _session(db, user), await _session(db, user)
+    for session_id in (older, newer):
+        await chat_service.start_turn(db, actor=user, session_id=session_id, content="Hello")
+
+    async def order() -> list[uuid.UUID]:
+        return [s.id for s in (await conversations.list_sessions(db, actor=user)).items]
+
+    assert await order() == [newer, older, quiet]
+    await conversations.rename_session(db, actor=user, session_id=quiet, title="On piety")
+    await conversations.set_archived(db, actor=user, session_id=older, archived=True)
+    await conversations.set_archived(db, actor=user, session_id=older, archived=False)
+    assert await order() == [newer, older, quiet]
+    await chat_service.start_turn(db, actor=user, session_id=quiet, content="Still there?")
+    assert await order() == [quiet, newer, older]
+
+
 async def test_long_conversations_fold_into_a_summary(
     db: AsyncSession, container: FakeProvidersContainer
 ) -> None:
