@@ -186,8 +186,13 @@ class _OpenedStream:
         if isinstance(model := chunk.get("model"), str) and model:
             self.model = model
         if isinstance(usage := chunk.get("usage"), Mapping):
-            self.prompt_tokens = _token_count(usage.get("prompt_tokens"))
-            self.completion_tokens = _token_count(usage.get("completion_tokens"))
+            # A count once reported stays, unless a later chunk reports a sane one.
+            prompt_tokens = _token_count(usage.get("prompt_tokens"))
+            completion_tokens = _token_count(usage.get("completion_tokens"))
+            self.prompt_tokens = self.prompt_tokens if prompt_tokens is None else prompt_tokens
+            self.completion_tokens = (
+                self.completion_tokens if completion_tokens is None else completion_tokens
+            )
         text = ""
         choices = chunk.get("choices")
         for choice in choices if isinstance(choices, list) else ():
@@ -386,7 +391,11 @@ class OpenAICompatibleChatModel:
                         "temperature": spec.temperature,
                         "max_tokens": max_tokens or spec.max_tokens,
                     },
-                    options={"timeout": spec.total_timeout_seconds},
+                    # Bearer auth only, as chat.completions.create asks for.
+                    options={
+                        "timeout": spec.total_timeout_seconds,
+                        "security": {"bearer_auth": True},
+                    },
                     cast_to=ChatCompletion,
                     stream=True,
                     stream_cls=openai.AsyncStream[object],

@@ -373,7 +373,8 @@ class _Answer:
         step = max(1, script.tokens_per_chunk)
         # Token n is due n delays after the first token's clock starts, on a fixed
         # schedule: sleeping a delay per token would add each wake-up's lateness to
-        # every later token, and that drift depends on how busy the machine is.
+        # every later token, and that drift depends on how busy the machine is. Tokens
+        # held up (by a reader that stopped reading, say) then leave in a burst.
         loop = asyncio.get_running_loop()
         clock = loop.time()
         for start in range(0, stop_at, step):

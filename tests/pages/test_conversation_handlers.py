@@ -11,6 +11,7 @@ from histora.pages.chat.sessions_state import ChatSessionsState
 from histora.pages.chat.state import ChatState
 from histora.pages.conversations import ConversationsState
 from histora.services import characters as characters_service
+from histora.services import chat as chat_service
 from histora.services import conversations
 from tests.conftest import FakeProvidersContainer
 from tests.factories import make_user
@@ -99,18 +100,29 @@ async def test_the_chat_page_list_is_not_resent_when_a_reply_leaves_it_unchanged
     chat = substate(root, ChatState)
     chat.character = await _socrates(db)
 
+    async def exchange(question: str) -> None:
+        turn = await chat_service.start_turn(db, actor=user, session_id=newer.id, content=question)
+        async for _ in chat_service.stream_turn(
+            container.db_session, turn=turn, chat_model=container.chat_model
+        ):
+            pass
+
+    await exchange("On courage")
+
     await chat._refresh_sessions()
     assert [(s.id, s.title) for s in chat.sessions] == [
-        (str(newer.id), newer.title),
+        (str(newer.id), "On courage"),
         (str(older.id), older.title),
     ]
     assert "sessions" in chat.dirty_vars
 
     chat.dirty_vars.clear()
-    await chat._refresh_sessions()  # as after a reply in the first conversation
+    # Another turn in the conversation already first: its title and place are kept.
+    await exchange("And then?")
+    await chat._refresh_sessions()
     assert "sessions" not in chat.dirty_vars
 
     await conversations.rename_session(db, actor=user, session_id=older.id, title="On piety")
     await chat._refresh_sessions()
     assert "sessions" in chat.dirty_vars
-    assert [s.title for s in chat.sessions] == [newer.title, "On piety"]  # renaming keeps the order
+    assert [s.title for s in chat.sessions] == ["On courage", "On piety"]  # the order is kept

@@ -479,6 +479,7 @@ async def test_stream_reads_what_it_can_of_odd_chunks() -> None:
         {"choices": [{"delta": {"content": 42}}, {"delta": {"content": "thyself"}}]},
         {"choices": "none", "usage": {"prompt_tokens": 7, "completion_tokens": True}},
         {"choices": [{"delta": {}, "finish_reason": "stop"}], "model": 3},
+        {"choices": [], "usage": {"prompt_tokens": 7.5, "completion_tokens": 2}},
     ]
 
     async def odd_provider(request: Request) -> StreamingResponse:
@@ -504,6 +505,24 @@ async def test_stream_reads_what_it_can_of_odd_chunks() -> None:
             await model.aclose()
 
     assert "".join(deltas) == "Know thyself"
+    # An odd count never replaces a sane one reported before it.
     assert end == StreamEnd(
-        model="served/m", prompt_tokens=7, completion_tokens=None, finish_reason="stop"
+        model="served/m", prompt_tokens=7, completion_tokens=2, finish_reason="stop"
     )
+
+
+async def test_a_server_without_a_key_gets_a_placeholder_bearer(server: FakeOpenAIServer) -> None:
+    """Local OpenAI-compatible servers need no key; the client still sends a header."""
+    server.register("a")
+    model = OpenAICompatibleChatModel(
+        provider_name="test",
+        base_url=server.base_url,
+        api_key=None,
+        models=[ModelSpec(name="a")],
+        timeout_seconds=5,
+    )
+    try:
+        await _collect(model)
+    finally:
+        await model.aclose()
+    assert server.last_authorization["a"] == "Bearer not-needed"
