@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.errors import InvalidInputError, NotFoundError
 from histora.models import Character, ChatMessage, ChatSession, User
 from histora.models.base import Page, utcnow
-from histora.models.chat import ChatMessagePublic, ChatSessionPublic
+from histora.models.chat import ChatMessagePublic, ChatSessionPublic, SessionLink
 from histora.services import characters as characters_service
 
 TITLE_MAX_LENGTH = 200
@@ -98,6 +98,25 @@ async def get_session(db: AsyncSession, *, actor: User, session_id: uuid.UUID) -
     return await _describe(db, await get_owned_or_raise(db, actor=actor, session_id=session_id))
 
 
+def _session_filters(
+    actor: User, *, character_id: str | None, include_archived: bool
+) -> list[ColumnElement[bool]]:
+    filters = [col(ChatSession.user_id) == actor.id]
+    if character_id:
+        filters.append(col(ChatSession.character_id) == character_id)
+    if not include_archived:
+        filters.append(col(ChatSession.archived).is_(False))
+    return filters
+
+
+# Most recently active first: by the last message (or the start), not the last change,
+# so renaming or archiving a conversation does not move it to the top.
+_MOST_RECENT_FIRST = (
+    func.coalesce(col(ChatSession.last_message_at), col(ChatSession.created_at)).desc(),
+    col(ChatSession.id),
+)
+
+
 async def list_sessions(
     db: AsyncSession,
     *,
@@ -108,23 +127,12 @@ async def list_sessions(
     limit: int = 50,
 ) -> Page[ChatSessionPublic]:
     """The actor's sessions, most recently active first, each with a preview."""
-    statement = select(ChatSession).where(ChatSession.user_id == actor.id)
-    if character_id:
-        statement = statement.where(ChatSession.character_id == character_id)
-    if not include_archived:
-        statement = statement.where(col(ChatSession.archived).is_(False))
+    statement = select(ChatSession).where(
+        *_session_filters(actor, character_id=character_id, include_archived=include_archived)
+    )
     total = (await db.exec(select(func.count()).select_from(statement.subquery()))).one()
     sessions = (
-        await db.exec(
-            # By the last message (or the start), not the last change: renaming or
-            # archiving a conversation must not move it to the top.
-            statement.order_by(
-                func.coalesce(col(ChatSession.last_message_at), col(ChatSession.created_at)).desc(),
-                col(ChatSession.id),
-            )
-            .offset(offset)
-            .limit(limit)
-        )
+        await db.exec(statement.order_by(*_MOST_RECENT_FIRST).offset(offset).limit(limit))
     ).all()
     previews = await _last_messages(db, [s.id for s in sessions])
     names = await _character_names(db, {s.character_id for s in sessions})
@@ -139,6 +147,20 @@ async def list_sessions(
         ],
         total=total,
     )
+
+
+async def list_session_titles(
+    db: AsyncSession, *, actor: User, character_id: str, limit: int = 50
+) -> list[SessionLink]:
+    """The actor's open sessions with one figure, most recently active first: id and
+    title only, in one query (the chat page's list, refreshed after every reply)."""
+    rows = await db.exec(
+        select(ChatSession.id, ChatSession.title)
+        .where(*_session_filters(actor, character_id=character_id, include_archived=False))
+        .order_by(*_MOST_RECENT_FIRST)
+        .limit(limit)
+    )
+    return [SessionLink(id=str(session_id), title=title) for session_id, title in rows.all()]
 
 
 async def _last_messages(db: AsyncSession, session_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:

@@ -257,6 +257,27 @@ async def test_conversations_are_listed_by_their_last_message_not_their_last_cha
     assert await order() == [quiet, newer, older]
 
 
+async def test_the_chat_page_list_holds_only_the_actors_open_conversations_with_the_figure(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user, stranger = await make_user(db), await make_user(db)
+    first, second = await _session(db, user), await _session(db, user)
+    archived = await _session(db, user)
+    await conversations.set_archived(db, actor=user, session_id=archived, archived=True)
+    await conversations.create_session(db, actor=user, character_id="marie-curie")
+    await conversations.create_session(db, actor=stranger, character_id="socrates")
+    await chat_service.start_turn(db, actor=user, session_id=first, content="On justice")
+
+    links = await conversations.list_session_titles(db, actor=user, character_id="socrates")
+
+    assert [(link.id, link.title) for link in links] == [
+        (str(first), "On justice"),
+        (str(second), "New conversation"),
+    ]
+    full = await conversations.list_sessions(db, actor=user, character_id="socrates")
+    assert [str(s.id) for s in full.items] == [link.id for link in links]  # the same order
+
+
 async def test_long_conversations_fold_into_a_summary(
     db: AsyncSession, container: FakeProvidersContainer
 ) -> None:

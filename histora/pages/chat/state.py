@@ -125,11 +125,11 @@ class ChatState(rx.State):
             return
         async with deps.db_session() as db:
             actor = await (await self.get_state(SessionState))._actor(db)
-            page = await conversations.list_sessions(
+            links = await conversations.list_session_titles(
                 db, actor=actor, character_id=self.character.id
             )
         # Unchanged after most replies (the conversation is already first): then not resent.
-        self._assign(sessions=[SessionLink.of(s) for s in page.items])
+        self._assign(sessions=links)
 
     @rx.event
     async def load(self) -> None:
