@@ -21,6 +21,11 @@ class ConversationsState(rx.State):
     loaded: bool = False
     error: str = ""
 
+    @rx.var
+    def not_shown(self) -> int:
+        """Conversations past the first PAGE_SIZE, which the page does not list."""
+        return max(0, self.total - len(self.sessions))
+
     async def _reload(self) -> None:
         try:
             async with deps.db_session() as db:
@@ -118,7 +123,22 @@ def _row(session: rx.Var[ChatSessionPublic]) -> rx.Component:
 def _list() -> rx.Component:
     return rx.cond(
         ConversationsState.sessions.length() > 0,
-        rx.vstack(rx.foreach(ConversationsState.sessions, _row), spacing="2", width="100%"),
+        rx.vstack(
+            rx.foreach(ConversationsState.sessions, _row),
+            rx.cond(
+                ConversationsState.not_shown > 0,
+                rx.text(
+                    f"The {PAGE_SIZE} most recent are shown; ",
+                    ConversationsState.not_shown,
+                    " older ones are not. Archive some to see them.",
+                    size="2",
+                    color=rx.color("gray", 11),
+                    data_testid="conversations-not-shown",
+                ),
+            ),
+            spacing="2",
+            width="100%",
+        ),
         rx.cond(
             ConversationsState.loaded,
             rx.vstack(

@@ -242,6 +242,21 @@ async def list_messages(
     return Page[ChatMessagePublic](items=[message_public(m) for m in rows], total=total)
 
 
+async def latest_messages(
+    db: AsyncSession, *, actor: User, session_id: uuid.UUID, limit: int
+) -> list[ChatMessagePublic]:
+    """The newest ``limit`` messages, in conversation order: what a chat screen shows
+    of a long conversation (the first ``limit`` would hide its latest turns)."""
+    await get_owned_or_raise(db, actor=actor, session_id=session_id)
+    rows = await db.exec(
+        select(ChatMessage)
+        .where(ChatMessage.session_id == session_id)
+        .order_by(col(ChatMessage.created_at).desc(), col(ChatMessage.id).desc())
+        .limit(limit)
+    )
+    return [message_public(m) for m in reversed(rows.all())]
+
+
 def touch(session: ChatSession) -> None:
     """Mark the session as just active (it sorts first in the list)."""
     now = utcnow()

@@ -3,10 +3,12 @@ database keeps what it had."""
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.models import ChatSession
 from histora.models.characters import CharacterPublic
+from histora.pages import conversations as conversations_page
 from histora.pages.chat.sessions_state import ChatSessionsState
 from histora.pages.chat.state import ChatState
 from histora.pages.conversations import ConversationsState
@@ -126,3 +128,17 @@ async def test_the_chat_page_list_is_not_resent_when_a_reply_leaves_it_unchanged
     await chat._refresh_sessions()
     assert "sessions" in chat.dirty_vars
     assert [s.title for s in chat.sessions] == ["On courage", "On piety"]  # the order is kept
+
+
+async def test_conversations_page_says_how_many_it_does_not_list(
+    db: AsyncSession, container: FakeProvidersContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(conversations_page, "PAGE_SIZE", 2)
+    user = await make_user(db)
+    for _ in range(3):
+        await conversations.create_session(db, actor=user, character_id="socrates")
+    root = await signed_in_root(db, user, container.settings)
+    state = substate(root, ConversationsState)
+
+    await ConversationsState.load.fn(state)
+    assert (len(state.sessions), state.total, state.not_shown) == (2, 3, 1)

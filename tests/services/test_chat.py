@@ -222,6 +222,8 @@ async def test_another_users_session_is_not_found(db: AsyncSession) -> None:
     with pytest.raises(NotFoundError):
         await conversations.list_messages(db, actor=stranger, session_id=session_id)
     with pytest.raises(NotFoundError):
+        await conversations.latest_messages(db, actor=stranger, session_id=session_id, limit=5)
+    with pytest.raises(NotFoundError):
         await conversations.delete_session(db, actor=stranger, session_id=session_id)
 
 
@@ -276,6 +278,22 @@ async def test_the_chat_page_list_holds_only_the_actors_open_conversations_with_
     ]
     full = await conversations.list_sessions(db, actor=user, character_id="socrates")
     assert [str(s.id) for s in full.items] == [link.id for link in links]  # the same order
+
+
+async def test_a_long_conversation_opens_on_its_newest_messages(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    for i in range(3):
+        turn = await chat_service.start_turn(
+            db, actor=user, session_id=session_id, content=f"Question {i}"
+        )
+        await _run(container, turn, FakeChatModel(reply=f"Answer {i}"))
+
+    shown = await conversations.latest_messages(db, actor=user, session_id=session_id, limit=3)
+
+    assert [m.content for m in shown] == ["Answer 1", "Question 2", "Answer 2"]
 
 
 async def test_long_conversations_fold_into_a_summary(

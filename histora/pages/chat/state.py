@@ -33,6 +33,8 @@ TAIL_MIN_CHARS = 128
 # short `recent` list, so a turn resends those rather than the whole conversation;
 # every RECENT_LIMIT of them are moved into `messages` in one go.
 RECENT_LIMIT = 8
+# An opened conversation shows its newest messages, at most this many.
+MESSAGES_SHOWN = 500
 
 
 def _should_flush(pending_chars: int, since_flush: float) -> bool:
@@ -169,13 +171,13 @@ class ChatState(rx.State):
         async with deps.db_session() as db:
             actor = await (await self.get_state(SessionState))._actor(db)
             session = await conversations.get_session(db, actor=actor, session_id=session_id)
-            page = await conversations.list_messages(
-                db, actor=actor, session_id=session_id, limit=500
+            shown = await conversations.latest_messages(
+                db, actor=actor, session_id=session_id, limit=MESSAGES_SHOWN
             )
         if self.character is None or session.character_id != self.character.id:
             return
         self.session_id = str(session.id)
-        self._show(page.items)
+        self._show(shown)
 
     @rx.event
     def new_session(self) -> rx.event.EventSpec | None:
