@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from histora import __version__
@@ -25,12 +26,16 @@ def operation_id(route: APIRoute) -> str:
 
 def create_api(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    api = FastAPI(
+    # Swagger UI's script and styles are served from the package, not a CDN, so the
+    # docs page also works offline and behind a strict firewall.
+    api = FastAPIOffline(
         title="Histora API",
         version=__version__,
         description="Talk with history: the catalogue, chat, and administration.",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
+        static_url=f"{API_PREFIX}/docs/static",
+        swagger_ui_oauth2_redirect_url=f"{API_PREFIX}/docs/oauth2-redirect",
         openapi_url=f"{API_PREFIX}/openapi.json",
         generate_unique_id_function=operation_id,
     )

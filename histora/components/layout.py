@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex.constants import Dirs
+from reflex.utils.imports import ImportVar
+from reflex.vars import VarData
 
 from histora import __version__
 from histora.state.session import SessionState
@@ -128,9 +131,19 @@ def navbar() -> rx.Component:
     )
 
 
-def _api_docs_url() -> str:
-    # The API lives on the backend, which is another port in development.
-    return f"{rx.config.get_config().api_url.rstrip('/')}/api/v1/docs"
+# The API lives on the backend (another port in development). The address is worked
+# out in the browser by Reflex's own getBackendURL, the rule its websocket and uploads
+# follow: a configured localhost backend means "the host this page came from", so the
+# link works wherever the site is reached, not only on the machine that built it.
+_API_DOCS_URL: rx.Var[str] = rx.Var(
+    _js_expr='new URL("api/v1/docs", getBackendURL(env.PING)).href',
+    _var_data=VarData(
+        imports={
+            f"$/{Dirs.STATE_PATH}": "getBackendURL",
+            "$/env.json": ImportVar(tag="env", is_default=True),
+        }
+    ),
+).to(str)
 
 
 def footer() -> rx.Component:
@@ -143,7 +156,13 @@ def footer() -> rx.Component:
             ),
             rx.spacer(),
             rx.hstack(
-                rx.link("API docs", href=_api_docs_url(), size="2", is_external=True),
+                rx.link(
+                    "API docs",
+                    href=_API_DOCS_URL,
+                    size="2",
+                    is_external=True,
+                    data_testid="api-docs-link",
+                ),
                 rx.text(f"v{__version__}", size="2", color=rx.color("gray", 10)),
                 spacing="4",
             ),

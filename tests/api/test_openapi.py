@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import httpx
 
 
@@ -19,7 +21,18 @@ async def test_openapi_has_stable_operation_ids(client: httpx.AsyncClient) -> No
     } <= operations
 
 
-async def test_docs_page_is_served(client: httpx.AsyncClient) -> None:
+async def test_docs_page_is_served_without_any_outside_host(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/docs")
     assert response.status_code == 200
-    assert "swagger" in response.text.lower()
+    page = response.text
+    # Every script, stylesheet and icon comes from this server, so the page works offline.
+    assets = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)', page)
+    assert assets, page
+    assert all(url.startswith("/api/v1/") for url in assets), assets
+    assert "url: '/api/v1/openapi.json'" in page or 'url: "/api/v1/openapi.json"' in page
+    for url in assets:
+        asset = await client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 1000, url
+    script = await client.get("/api/v1/docs/static/swagger-ui-bundle.js")
+    assert "SwaggerUIBundle" in script.text

@@ -6,7 +6,7 @@ import re
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 pytestmark = pytest.mark.browser
 
@@ -65,3 +65,25 @@ def test_an_unknown_address_gets_the_sites_own_page(app_url: str, page: Page) ->
     expect(page.get_by_test_id("not-found")).to_contain_text("Page not found")
     page.get_by_role("button", name="Browse the catalogue").click()
     expect(page).to_have_url(f"{app_url}/")
+
+
+def test_api_docs_open_from_the_footer_with_nothing_from_outside(app_url: str, page: Page) -> None:
+    # Anything not served by the app itself is refused, as on a machine with no internet.
+    outside: list[str] = []
+
+    def refuse_outside(route: Route) -> None:
+        outside.append(route.request.url)
+        route.abort()
+
+    page.route(re.compile(r"^(?!" + re.escape(app_url) + r")https?://"), refuse_outside)
+    page.goto(app_url)
+    link = page.get_by_test_id("api-docs-link")
+    # The app is built for "localhost"; the link follows the host the page came from.
+    expect(link).to_have_attribute("href", f"{app_url}/api/v1/docs")
+
+    page.goto(link.get_attribute("href") or "")
+    expect(page.get_by_role("heading", name=re.compile("Histora API"))).to_be_visible()
+    expect(page.locator(".opblock").first).to_be_visible()
+    chat_route = page.locator(".opblock-summary-path", has_text="/api/v1/chat/sessions")
+    expect(chat_route.first).to_be_visible()
+    assert outside == []

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from histora.models import MessageRole, MessageStatus
 from histora.models.chat import ChatMessagePublic
 from histora.pages.chat.state import (
-    RECENT_LIMIT,
-    TAIL_MIN_CHARS,
+    DRAFT_MERGE_MIN_CHARS,
+    EMPTY_DRAFT,
+    MESSAGES_MERGE_MIN,
     ChatState,
     _grown_draft,
     _starter_index,
@@ -42,21 +43,29 @@ def _message(n: int) -> ChatMessagePublic:
 
 
 def _shown(state: ChatState) -> list[str]:
-    return [m.content for m in [*state.messages, *state.recent]]
+    return [m.content for m in [*state.messages, *state.middle, *state.recent]]
 
 
-def test_new_messages_go_to_a_short_list_and_keep_their_order() -> None:
+def test_new_messages_go_to_short_lists_and_keep_their_order() -> None:
     state = _chat_state()
-    history = [_message(n) for n in range(30)]
+    history = [_message(n) for n in range(300)]
     state._show(history)
-    assert state.recent == [] and not state.is_empty
+    assert state.recent == state.middle == [] and not state.is_empty
 
-    for n in range(30, 30 + 3 * RECENT_LIMIT + 1):
+    resent = 0
+    for n in range(300, 400):
+        state.dirty_vars.clear()
         state._append(_message(n))
-        assert 1 <= len(state.recent) <= RECENT_LIMIT  # a turn resends these, not all
+        # Reflex resends each list that was assigned, whole.
+        lists = state.dirty_vars & {"messages", "middle", "recent"}
+        resent += sum(len(getattr(state, name)) for name in lists)
+        assert len(state.recent) < max(MESSAGES_MERGE_MIN[1], len(state.middle) // 2)
+        assert len(state.middle) < max(MESSAGES_MERGE_MIN[0], len(state.messages) // 2)
 
-    assert _shown(state) == [f"message {n}" for n in range(30 + 3 * RECENT_LIMIT + 1)]
-    assert len(state.messages) == 30 + 3 * RECENT_LIMIT
+    assert _shown(state) == [f"message {n}" for n in range(400)]
+    # 100 turns' messages on a page that opened with 300: with one short list moved
+    # into the whole conversation every 8 messages, about 4,600 were resent.
+    assert resent < 1_500, resent
 
 
 def test_regenerate_drops_the_last_reply_wherever_it_is() -> None:
@@ -82,16 +91,29 @@ def test_an_empty_conversation_shows_the_starters() -> None:
 
 def test_the_draft_keeps_every_character_and_resends_little() -> None:
     """Streamed text reaches the page whole, while most flushes resend only the tail."""
-    head, tail, sent, whole_drafts = "", "", 0, 0
+    draft, sent, whole_drafts, flushes = EMPTY_DRAFT, 0, 0, 0
     pieces = [f"word{n} " for n in range(800)]  # about 6,000 characters, 5 words a flush
     for start in range(0, len(pieces), 5):
-        new_head, new_tail = _grown_draft(head, tail, "".join(pieces[start : start + 5]))
-        sent += len(new_tail) + (len(new_head) if new_head != head else 0)
-        head, tail = new_head, new_tail
-        whole_drafts += len(head) + len(tail)  # what resending one draft var would cost
-    assert head + tail == "".join(pieces)
-    assert len(tail) < max(TAIL_MIN_CHARS, len(head) // 2)
-    assert sent * 4 < whole_drafts
+        grown = _grown_draft(draft, "".join(pieces[start : start + 5]))
+        # Reflex resends the parts that changed, each whole.
+        sent += sum(len(new) for new, old in zip(grown, draft, strict=True) if new != old)
+        draft, flushes = grown, flushes + 1
+        whole_drafts += len("".join(draft))  # what resending one draft var would cost
+        head, middle, tail = draft
+        assert len(middle) < max(DRAFT_MERGE_MIN_CHARS[0], len(head) // 2)
+        assert len(tail) < max(DRAFT_MERGE_MIN_CHARS[1], len(middle) // 2)
+    text = "".join(pieces)
+    assert "".join(draft) == text
+    # For this reply, two parts (the tail moving into the head at 128 characters)
+    # sent 15.6 characters per character; three send 6.7.
+    assert sent < 7 * len(text), sent / len(text)
+    assert sent * 10 < whole_drafts
+
+
+def test_a_short_draft_is_all_tail() -> None:
+    assert _grown_draft(EMPTY_DRAFT, "Hello") == ("", "", "Hello")
+    head, middle, tail = _grown_draft(("", "", "x" * 90), "y" * 10)
+    assert (head, middle, tail) == ("", "x" * 90 + "y" * 10, "")
 
 
 def test_only_a_starter_position_the_figure_has_fills_the_composer() -> None:

@@ -318,10 +318,14 @@ def _conversation() -> rx.Component:
         rx.cond(ChatState.is_empty & ~ChatState.streaming, _starters()),
         rx.flex(
             rx.foreach(ChatState.messages, message_bubble),
+            rx.foreach(ChatState.middle, message_bubble),
             rx.foreach(ChatState.recent, message_bubble),
             rx.cond(
                 ChatState.streaming,
-                draft_bubble(ChatState.draft_head + ChatState.draft_tail, ChatState.draft_sources),
+                draft_bubble(
+                    ChatState.draft_head + ChatState.draft_middle + ChatState.draft_tail,
+                    ChatState.draft_sources,
+                ),
             ),
             direction="column",
             gap="var(--space-3)",
