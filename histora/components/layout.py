@@ -146,6 +146,19 @@ _API_DOCS_URL: rx.Var[str] = rx.Var(
 ).to(str)
 
 
+def _api_docs_link() -> rx.Component:
+    def link(href: str | rx.Var[str]) -> rx.Component:
+        return rx.link(
+            "API docs", href=href, size="2", is_external=True, data_testid="api-docs-link"
+        )
+
+    # The pages are prerendered, and React keeps prerendered attributes when it
+    # hydrates; so the link is rendered anew, with the browser's address, once the
+    # page is live. Until then it carries the address the site was built with.
+    build_time = f"{rx.config.get_config().api_url.rstrip('/')}/api/v1/docs"
+    return rx.cond(rx.State.is_hydrated, link(_API_DOCS_URL), link(build_time))
+
+
 def footer() -> rx.Component:
     return rx.box(
         rx.flex(
@@ -156,13 +169,7 @@ def footer() -> rx.Component:
             ),
             rx.spacer(),
             rx.hstack(
-                rx.link(
-                    "API docs",
-                    href=_API_DOCS_URL,
-                    size="2",
-                    is_external=True,
-                    data_testid="api-docs-link",
-                ),
+                _api_docs_link(),
                 rx.text(f"v{__version__}", size="2", color=rx.color("gray", 10)),
                 spacing="4",
             ),
