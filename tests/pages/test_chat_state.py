@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 from histora.models import MessageRole, MessageStatus
-from histora.models.chat import ChatMessagePublic
+from histora.models.chat import ChatBubble, ChatMessagePublic
 from histora.pages.chat.state import (
     DRAFT_MERGE_MIN_CHARS,
     EMPTY_DRAFT,
@@ -66,6 +66,9 @@ def test_new_messages_go_to_short_lists_and_keep_their_order() -> None:
     # 100 turns' messages on a page that opened with 300: with one short list moved
     # into the whole conversation every 8 messages, about 4,600 were resent.
     assert resent < 1_500, resent
+    # The lists hold the bubbles themselves, never Reflex's change-tracking proxies.
+    stored = [*state.get_value("messages"), *state.get_value("middle"), *state.get_value("recent")]
+    assert all(type(bubble) is ChatBubble for bubble in stored)
 
 
 def test_regenerate_drops_the_last_reply_wherever_it_is() -> None:

@@ -126,8 +126,13 @@ class ChatState(rx.State):
         self.messages, self.middle, self.recent = [ChatBubble.of(m) for m in messages], [], []
 
     def _conversation(self) -> tuple[list[ChatBubble], list[ChatBubble], list[ChatBubble]]:
-        # Plain lists: the attributes read back as Reflex's change-tracking proxies.
-        return list(self.messages), list(self.middle), list(self.recent)
+        # The stored values, not the attributes: those read back as Reflex's change-
+        # tracking proxies, whose items would be stored back into the lists as proxies.
+        return (
+            list(self.get_value("messages")),
+            list(self.get_value("middle")),
+            list(self.get_value("recent")),
+        )
 
     def _show_conversation(self, parts: list[list[ChatBubble]]) -> None:
         messages, middle, recent = parts
