@@ -677,14 +677,18 @@ def _decoded(payload: str) -> Any:
         return None
 
 
+DRAFT_STATE = "chat_draft"  # histora.pages.chat.draft.STATE_NAME
+
+
 def has_draft_text(value: Any) -> bool:
-    """Whether a decoded state delta carries a non-empty ``draft`` var."""
+    """Whether a decoded state delta carries text for the draft (its chunk vars)."""
     if isinstance(value, dict):
         for key, item in value.items():
-            name = str(key).split(".")[-1]
-            if (name == "draft" or name.startswith("draft_")) and isinstance(item, str) and item:
-                return True
-            if has_draft_text(item):
+            if str(key).split(".")[-1] == DRAFT_STATE and isinstance(item, dict):
+                chunks = (text for name, text in item.items() if name != "sources_rx_state_")
+                if any(isinstance(text, str) and text for text in chunks):
+                    return True
+            elif has_draft_text(item):
                 return True
     elif isinstance(value, list):
         return any(has_draft_text(item) for item in value)

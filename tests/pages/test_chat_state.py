@@ -6,15 +6,8 @@ import uuid
 from datetime import UTC, datetime
 
 from histora.models import MessageRole, MessageStatus
-from histora.models.chat import ChatBubble, ChatMessagePublic
-from histora.pages.chat.state import (
-    DRAFT_MERGE_MIN_CHARS,
-    EMPTY_DRAFT,
-    MESSAGES_MERGE_MIN,
-    ChatState,
-    _grown_draft,
-    _starter_index,
-)
+from histora.models.chat import ChatBubble, ChatMessagePublic, SessionLink
+from histora.pages.chat.state import MESSAGES_MERGE_MIN, ChatState, _starter_index
 from tests.support import reflex_root, substate
 
 SESSION = uuid.uuid4()
@@ -92,36 +85,31 @@ def test_an_empty_conversation_shows_the_starters() -> None:
     assert not state.is_empty
 
 
-def test_the_draft_keeps_every_character_and_resends_little() -> None:
-    """Streamed text reaches the page whole, while most flushes resend only the tail."""
-    draft, sent, whole_drafts, flushes = EMPTY_DRAFT, 0, 0, 0
-    pieces = [f"word{n} " for n in range(800)]  # about 6,000 characters, 5 words a flush
-    for start in range(0, len(pieces), 5):
-        grown = _grown_draft(draft, "".join(pieces[start : start + 5]))
-        # Reflex resends the parts that changed, each whole.
-        sent += sum(len(new) for new, old in zip(grown, draft, strict=True) if new != old)
-        draft, flushes = grown, flushes + 1
-        whole_drafts += len("".join(draft))  # what resending one draft var would cost
-        head, middle, tail = draft
-        assert len(middle) < max(DRAFT_MERGE_MIN_CHARS[0], len(head) // 2)
-        assert len(tail) < max(DRAFT_MERGE_MIN_CHARS[1], len(middle) // 2)
-    text = "".join(pieces)
-    assert "".join(draft) == text
-    # For this reply, two parts (the tail moving into the head at 128 characters)
-    # sent 15.6 characters per character; three send 6.7.
-    assert sent < 7 * len(text), sent / len(text)
-    assert sent * 10 < whole_drafts
-
-
-def test_a_short_draft_is_all_tail() -> None:
-    assert _grown_draft(EMPTY_DRAFT, "Hello") == ("", "", "Hello")
-    head, middle, tail = _grown_draft(("", "", "x" * 90), "y" * 10)
-    assert (head, middle, tail) == ("", "x" * 90 + "y" * 10, "")
-
-
 def test_only_a_starter_position_the_figure_has_fills_the_composer() -> None:
     starters = ["What is justice?", "What is virtue?", "Why question?"]
     assert _starter_index("0", starters) == 0
     assert _starter_index("2", starters) == 2
     for value in ("3", "-1", "", "1e1", " 1", "٣", "9" * 5000):
         assert _starter_index(value, starters) is None, value
+
+
+def test_conversations_joining_the_top_of_the_list_are_sent_alone() -> None:
+    state = _chat_state()
+    listed = [SessionLink(id=str(n), title=f"conversation {n}") for n in range(50)]
+    state._show_sessions(listed)
+    assert state._listed_sessions() == listed
+
+    state.dirty_vars.clear()
+    started = SessionLink(id="new", title="What is justice?")
+    state._show_sessions([started, *listed])
+    assert state.dirty_vars == {"newer_sessions"} and state.newer_sessions == [started]
+    assert state._listed_sessions() == [started, *listed]
+
+    state.dirty_vars.clear()
+    state._show_sessions([started, *listed])  # nothing changed: nothing to send
+    assert state.dirty_vars == set()
+
+    # An older conversation moving to the top reorders the list: it is sent whole.
+    reordered = [listed[7], started, *listed[:7], *listed[8:]]
+    state._show_sessions(reordered)
+    assert state._listed_sessions() == reordered and state.newer_sessions == []

@@ -112,22 +112,23 @@ async def test_the_chat_page_list_is_not_resent_when_a_reply_leaves_it_unchanged
     await exchange("On courage")
 
     await chat._refresh_sessions()
-    assert [(s.id, s.title) for s in chat.sessions] == [
+    assert [(s.id, s.title) for s in chat._listed_sessions()] == [
         (str(newer.id), "On courage"),
         (str(older.id), older.title),
     ]
-    assert "sessions" in chat.dirty_vars
+    assert {"sessions", "newer_sessions"} & chat.dirty_vars
 
     chat.dirty_vars.clear()
     # Another turn in the conversation already first: its title and place are kept.
     await exchange("And then?")
     await chat._refresh_sessions()
-    assert "sessions" not in chat.dirty_vars
+    assert not {"sessions", "newer_sessions"} & chat.dirty_vars
 
     await conversations.rename_session(db, actor=user, session_id=older.id, title="On piety")
     await chat._refresh_sessions()
     assert "sessions" in chat.dirty_vars
-    assert [s.title for s in chat.sessions] == ["On courage", "On piety"]  # the order is kept
+    # the order is kept
+    assert [s.title for s in chat._listed_sessions()] == ["On courage", "On piety"]
 
 
 async def test_conversations_page_says_how_many_it_does_not_list(

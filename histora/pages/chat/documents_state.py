@@ -95,7 +95,7 @@ class ChatUploadState(DocumentUploadMixin, rx.State):
             chat = await self.get_state(ChatState)
             if not chat.session_id:  # unless a first message started one meanwhile
                 chat.session_id = str(created.id)
-                chat.sessions = [SessionLink.of(created), *chat.sessions]
+                chat._show_sessions([SessionLink.of(created), *chat._listed_sessions()])
             return chat.session_id
 
     def _after_upload(self) -> rx.event.EventSpec:

@@ -11,6 +11,7 @@ from histora.components.layout import loading, page_layout
 from histora.components.uploads import drop_zone, upload_outcomes
 from histora.models.chat import SessionLink
 from histora.pages.chat.documents_state import ChatDocumentsState, ChatUploadState
+from histora.pages.chat.draft import ChatDraft, draft_text
 from histora.pages.chat.sessions_state import ChatSessionsState
 from histora.pages.chat.state import ChatState
 from histora.services.chat import MAX_MESSAGE_CHARS
@@ -86,6 +87,7 @@ def _session_list(*, in_popover: bool = False) -> rx.Component:
     )
     return rx.vstack(
         rx.popover.close(new_button) if in_popover else new_button,
+        rx.foreach(ChatState.newer_sessions, lambda s: _session_link(s, in_popover=in_popover)),
         rx.foreach(ChatState.sessions, lambda s: _session_link(s, in_popover=in_popover)),
         spacing="1",
         width="100%",
@@ -322,10 +324,7 @@ def _conversation() -> rx.Component:
             rx.foreach(ChatState.recent, message_bubble),
             rx.cond(
                 ChatState.streaming,
-                draft_bubble(
-                    ChatState.draft_head + ChatState.draft_middle + ChatState.draft_tail,
-                    ChatState.draft_sources,
-                ),
+                draft_bubble(draft_text(), ChatDraft.sources),
             ),
             direction="column",
             gap="var(--space-3)",

@@ -12,27 +12,22 @@ from histora import deps
 from histora.errors import HistoraError
 from histora.models.characters import CharacterPublic
 from histora.models.chat import ChatBubble, ChatMessagePublic, SessionLink
-from histora.models.documents import CitationPublic
+from histora.pages.chat.draft import ChatDraft
 from histora.pages.chat.parts import appended, without_last
 from histora.services import characters as characters_service
 from histora.services import chat as chat_service
 from histora.services import conversations
 from histora.state.session import SessionState
 
-# DESIGN rule 10: flush the draft in batches, not per token. Reflex resends a changed
-# var whole, and each websocket frame carries ~100 bytes of envelope, so a flush waits
-# for FLUSH_MIN_CHARS new characters (at most one per FLUSH_SECONDS), unless
-# FLUSH_MAX_SECONDS have passed: a slow model still streams visibly.
-FLUSH_SECONDS = 0.05
-FLUSH_MIN_CHARS = 48
+# DESIGN rule 10: flush the draft in batches, not per token. Each websocket frame
+# carries about 90 bytes of envelope, so a flush waits for FLUSH_MIN_CHARS new
+# characters (at most one per FLUSH_SECONDS), unless FLUSH_MAX_SECONDS have passed:
+# a slow model still streams visibly. The text itself is sent once (see draft.py).
+FLUSH_SECONDS = 0.1
+FLUSH_MIN_CHARS = 120
 FLUSH_MAX_SECONDS = 0.25
-# The draft is shown as one text but held in three vars (head, middle, tail; see
-# parts.py), so most flushes resend only the short tail. Replaying 100-6,400 character
-# replies in 48-character flushes: 1.5-5.8 characters sent per character, against
-# 2.4-13.4 with two parts (the tail moving into the head at 128 characters).
-DRAFT_MERGE_MIN_CHARS = (256, 96)  # middle -> head, tail -> middle
-# The conversation too: loaded messages, then `middle` and `recent` for the messages
-# added while the page is open, so a turn resends a few messages, not all of them.
+# The conversation: loaded messages, then `middle` and `recent` for the messages added
+# while the page is open, so a turn resends a few messages, not all of them.
 MESSAGES_MERGE_MIN = (16, 4)  # middle -> messages, recent -> middle
 # An opened conversation shows its newest messages, at most this many.
 MESSAGES_SHOWN = 500
@@ -42,16 +37,6 @@ def _should_flush(pending_chars: int, since_flush: float) -> bool:
     if since_flush >= FLUSH_MAX_SECONDS:
         return True
     return since_flush >= FLUSH_SECONDS and pending_chars >= FLUSH_MIN_CHARS
-
-
-Draft = tuple[str, str, str]
-EMPTY_DRAFT: Draft = ("", "", "")
-
-
-def _grown_draft(draft: Draft, text: str) -> Draft:
-    """The draft's (head, middle, tail) after ``text`` arrives."""
-    head, middle, tail = appended(draft, text, DRAFT_MERGE_MIN_CHARS)
-    return head, middle, tail
 
 
 def _route_character_id(path: str) -> str:
@@ -79,15 +64,13 @@ class ChatState(rx.State):
     character: CharacterPublic | None = None
     not_found: bool = False
     sessions: list[SessionLink] = []
+    # Conversations that joined the top of the list while the page is open: a new one
+    # is sent alone, not with the whole list.
+    newer_sessions: list[SessionLink] = []
     session_id: str = ""
     messages: list[ChatBubble] = []
     middle: list[ChatBubble] = []
     recent: list[ChatBubble] = []
-    draft_head: str = ""
-    draft_middle: str = ""
-    draft_tail: str = ""
-    # The passages the streaming reply may cite: set once per reply (ReplySources).
-    draft_sources: list[CitationPublic] = []
     streaming: bool = False
     error: str = ""
     # A question put in the composer for the user to send (or edit) themselves.
@@ -111,16 +94,8 @@ class ChatState(rx.State):
             if getattr(self, name) != value:
                 setattr(self, name, value)
 
-    def _draft(self) -> Draft:
-        return self.draft_head, self.draft_middle, self.draft_tail
-
-    def _show_draft(self, draft: Draft) -> None:
-        head, middle, tail = draft
-        self._assign(draft_head=head, draft_middle=middle, draft_tail=tail)
-
-    def _clear_draft(self) -> None:
-        self._show_draft(EMPTY_DRAFT)
-        self._assign(draft_sources=[])
+    async def _clear_draft(self) -> None:
+        (await self.get_state(ChatDraft))._clear()
 
     def _show(self, messages: list[ChatMessagePublic]) -> None:
         self.messages, self.middle, self.recent = [ChatBubble.of(m) for m in messages], [], []
@@ -154,8 +129,21 @@ class ChatState(rx.State):
             links = await conversations.list_session_titles(
                 db, actor=actor, character_id=self.character.id
             )
-        # Unchanged after most replies (the conversation is already first): then not resent.
-        self._assign(sessions=links)
+        self._show_sessions(links)
+
+    def _listed_sessions(self) -> list[SessionLink]:
+        return [*self.get_value("newer_sessions"), *self.get_value("sessions")]
+
+    def _show_sessions(self, links: list[SessionLink]) -> None:
+        # Unchanged after most replies (the conversation is already first): then nothing
+        # is resent; when conversations only joined the top, only those are (while
+        # they are fewer than the rest, else the list is sent whole once more).
+        older = self.get_value("sessions")
+        joined = len(links) - len(older)
+        if 0 <= joined <= len(older) and links[joined:] == older:
+            self._assign(newer_sessions=links[:joined])
+        else:
+            self._assign(sessions=links, newer_sessions=[])
 
     @rx.event
     async def load(self) -> None:
@@ -165,7 +153,7 @@ class ChatState(rx.State):
             return  # the address caught up with the conversation on screen (its first send)
         # A reply still streaming goes on being saved, but no longer updates this page.
         self.error, self.streaming, self._turn = "", False, None
-        self.draft_head, self.draft_middle, self.draft_tail = EMPTY_DRAFT
+        await self._clear_draft()
         character_id = _route_character_id(str(self.router.url.path))
         async with deps.db_session() as db:
             found = await characters_service.get_published(db, character_id=character_id)
@@ -252,7 +240,7 @@ class ChatState(rx.State):
             return None
         self._turn, self._stop_requested = turn, False
         self.streaming = True
-        self._clear_draft()
+        await self._clear_draft()
         if created is None:
             return ChatState.stream_reply
         # The new conversation gets its address, so a reload or a shared link opens it.
@@ -298,14 +286,14 @@ class ChatState(rx.State):
             if isinstance(event, chat_service.ReplySources):
                 async with self:
                     if self._is_showing(turn):
-                        self._assign(draft_sources=event.citations)
+                        (await self.get_state(ChatDraft))._show_sources(event.citations)
             elif isinstance(event, chat_service.ReplyDelta):
                 pending.append(event.text)
                 pending_chars += len(event.text)
                 if _should_flush(pending_chars, time.monotonic() - last_flush):
                     async with self:
                         if self._is_showing(turn):
-                            self._show_draft(_grown_draft(self._draft(), "".join(pending)))
+                            (await self.get_state(ChatDraft))._add("".join(pending))
                             stop[0] = self._stop_requested
                     pending.clear()
                     pending_chars = 0
@@ -318,7 +306,7 @@ class ChatState(rx.State):
                     self._append(final.message)
                     if isinstance(final, chat_service.ReplyFailed):
                         self.error = final.public_message
-                self._clear_draft()
+                await self._clear_draft()
                 self.streaming, self._turn = False, None
         async with self:
             await self._refresh_sessions()
