@@ -105,9 +105,16 @@ def running_app(data_dir: Path, settings: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def local_model_port() -> int:
+    """The port of the shared app's embedded model server (a test may kill it)."""
+    return _free_port()
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory: pytest.TempPathFactory, local_model_port: int) -> Iterator[str]:
     """The app on its embedded defaults: local accounts, local model."""
-    with running_app(tmp_path_factory.mktemp("browser-data"), {}) as url:
+    settings = {"HISTORA_LOCAL_MODEL_PORT": str(local_model_port)}
+    with running_app(tmp_path_factory.mktemp("browser-data"), settings) as url:
         yield url
 
 

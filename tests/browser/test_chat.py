@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import re
+import signal
 import time
 import uuid
+from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -27,6 +32,74 @@ def _draft_lengths(page: Page, seconds: float) -> list[int]:
             break
         time.sleep(0.15)
     return lengths
+
+
+def _kill_model_server(port: int) -> None:
+    """SIGKILL the embedded llama-server that serves ``port``, as a crash would."""
+    for process in Path("/proc").iterdir():
+        if not process.name.isdigit():
+            continue
+        try:
+            args = (process / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # it exited meanwhile
+        if Path(args[0].decode(errors="replace")).name != "llama-server" or b"--port" not in args:
+            continue
+        if args[args.index(b"--port") + 1] == str(port).encode():
+            os.kill(int(process.name), signal.SIGKILL)
+            return
+    raise AssertionError(f"no llama-server serving port {port}")
+
+
+def _wait_for_model_server(port: int, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"the model server on port {port} did not come back")
+
+
+def test_a_model_server_killed_mid_reply_keeps_the_text_and_offers_a_retry(
+    app_url: str, page: Page, local_model_port: int
+) -> None:
+    sign_up(page, app_url, f"crash-{uuid.uuid4().hex[:8]}@example.com")
+    page.goto(f"{app_url}/chat/socrates")
+    page.get_by_label("Your message").fill("Explain the good life, at great length, please.")
+    page.get_by_test_id("send").click()
+    draft = page.get_by_test_id("draft-message")
+    expect(draft).not_to_have_text("Thinking…", timeout=60_000)
+    _kill_model_server(local_model_port)
+
+    # The page says so, keeps what had arrived, and offers to try again.
+    expect(page.get_by_test_id("chat-error")).to_be_visible(timeout=60_000)
+    failed = page.get_by_test_id("assistant-message")
+    expect(failed).to_have_count(1)
+    expect(failed.get_by_test_id("failed-note")).to_be_visible()
+    partial = failed.inner_text().replace("This reply failed before it finished.", "").strip()
+    assert partial, "the text that had arrived is gone"
+    # Both messages are saved: the conversation opened anew shows them as they were.
+    again = page.context.new_page()
+    again.goto(page.url)
+    expect(again.get_by_test_id("user-message")).to_have_count(1)
+    expect(again.get_by_test_id("assistant-message")).to_contain_text(partial[:40])
+    expect(again.get_by_test_id("failed-note")).to_be_visible()
+    again.close()
+
+    # Once the app has restarted the model server, Retry answers in place of the
+    # failed reply, and the conversation goes on.
+    _wait_for_model_server(local_model_port)
+    page.get_by_test_id("retry").click()
+    expect(page.get_by_test_id("chat-error")).to_have_count(0)
+    expect(page.get_by_test_id("regenerate")).to_be_visible(timeout=120_000)
+    expect(page.get_by_test_id("assistant-message")).to_have_count(1)
+    expect(page.get_by_test_id("failed-note")).to_have_count(0)
+    page.get_by_label("Your message").fill("Thank you. And briefly: what is virtue?")
+    page.get_by_test_id("send").click()
+    expect(page.get_by_test_id("assistant-message")).to_have_count(2, timeout=120_000)
+    expect(page.get_by_test_id("regenerate")).to_be_visible(timeout=120_000)
+    expect(page.get_by_test_id("failed-note")).to_have_count(0)
 
 
 def test_chat_streams_stops_and_regenerates(app_url: str, page: Page) -> None:
