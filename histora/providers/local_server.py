@@ -28,6 +28,9 @@ from histora.errors import ConfigurationError
 
 log = structlog.get_logger(__name__)
 
+# A server that keeps dying right after a restart is retried at doubling intervals.
+MAX_RESTART_BACKOFF_SECONDS = 60.0
+
 
 def _die_with_parent() -> None:
     """Runs in the child before exec: no orphaned server if the app is killed."""
@@ -69,7 +72,9 @@ class LocalServer(ABC):
         health_url: str,
         log_path: Path,
         lock_path: Path,
-        supervise_interval: float = 5.0,
+        # A check is one waitpid, so it is cheap to look often: a server that died is
+        # restarted about a second later, and a user's retry soon finds it back.
+        supervise_interval: float = 1.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -180,16 +185,22 @@ class LocalServer(ABC):
         log.info(f"{self.event}.stopped")
 
     async def supervise(self, interval: float | None = None) -> None:
-        """Restart the server if it dies."""
+        """Restart the server if it dies; one that keeps dying is retried less often."""
+        every = self.supervise_interval if interval is None else interval
+        wait = every
         while True:
-            await asyncio.sleep(self.supervise_interval if interval is None else interval)
-            if self._process is not None and self._process.poll() is not None:
-                log.warning(f"{self.event}.died", code=self._process.returncode)
-                self._process = None
-                try:
-                    await self.start()
-                except ConfigurationError as exc:
-                    log.error(f"{self.event}.restart_failed", reason=str(exc))
+            await asyncio.sleep(wait)
+            if self._process is None or self._process.poll() is None:
+                wait = every
+                continue
+            log.warning(f"{self.event}.died", code=self._process.returncode)
+            self._process = None
+            try:
+                await self.start()
+            except ConfigurationError as exc:
+                log.error(f"{self.event}.restart_failed", reason=str(exc))
+            if self.pid is None:  # it did not come back: back off, up to a minute
+                wait = min(wait * 2, MAX_RESTART_BACKOFF_SECONDS)
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[None]:

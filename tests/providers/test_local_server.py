@@ -1,0 +1,61 @@
+"""The supervisor of the embedded servers: restarts a dead one, backs off one that keeps dying."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from histora.providers.local_server import LocalServer
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _CrashingServer(LocalServer):
+    """A server whose process exits at once, every time."""
+
+    event = "crashing_server"
+
+    def __init__(self, tmp_path: Path) -> None:
+        port = _closed_port()
+        super().__init__(
+            host="127.0.0.1",
+            port=port,
+            health_url=f"http://127.0.0.1:{port}/health",
+            log_path=tmp_path / "crashing.log",
+            lock_path=tmp_path / "crashing.lock",
+        )
+        self.spawned = 0
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-c", "raise SystemExit(3)"]
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        self.spawned += 1
+        return super()._spawn()
+
+
+async def _supervise_for(server: LocalServer, seconds: float, interval: float) -> None:
+    supervisor = asyncio.create_task(server.supervise(interval=interval))
+    await asyncio.sleep(seconds)
+    supervisor.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await supervisor
+
+
+async def test_a_server_that_keeps_dying_is_restarted_less_and_less_often(tmp_path: Path) -> None:
+    server = _CrashingServer(tmp_path)
+    await server.start(ready_timeout=5)
+    assert server.spawned == 1 and server.pid is None
+
+    await _supervise_for(server, seconds=4, interval=0.05)
+    # Each failed start takes about 0.25 s, so a fixed 0.05 s wait allows about 13
+    # restarts in 4 s; doubling waits (0.05, 0.1, 0.2, 0.4, 0.8, 1.6) allow 5.
+    assert 3 <= server.spawned - 1 <= 6, server.spawned
