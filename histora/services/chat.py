@@ -17,11 +17,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, TypedDict, TypeVar
 
 import structlog
+from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import QueryableAttribute, load_only
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -58,30 +59,8 @@ STALE_REPLY_SECONDS = 600
 # At most this share of the model's context goes to retrieved passages.
 SOURCES_SHARE_OF_CONTEXT = 0.35
 
+_CHARACTER_GONE = "This historical figure is no longer available."
 _TICK = timedelta(microseconds=1)
-# What a turn reads of a message and of a character; the rest stays in the database.
-# (Cast: SQLModel types the class attributes as values, load_only wants attributes.)
-_TURN_MESSAGE_COLUMNS = cast(
-    "list[QueryableAttribute[Any]]",
-    [
-        ChatMessage.id,
-        ChatMessage.role,
-        ChatMessage.content,
-        ChatMessage.status,
-        ChatMessage.client_message_id,
-        ChatMessage.updated_at,
-    ],
-)
-_VOICE_COLUMNS = cast(
-    "list[QueryableAttribute[Any]]",
-    [
-        Character.name,
-        Character.system_prompt,
-        Character.speaking_style,
-        Character.knowledge_horizon_year,
-        Character.era,
-    ],
-)
 
 OpenDb = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 
@@ -168,24 +147,159 @@ async def _session_messages(db: AsyncSession, session_id: uuid.UUID) -> list[Cha
     return list(rows.all())
 
 
-async def _unsummarized_messages(db: AsyncSession, session: ChatSession) -> list[ChatMessage]:
-    """The messages not folded into the summary, in order, with only what a turn reads.
+class _RecentMessage(NamedTuple):
+    """What a turn reads of a message not yet folded into the summary."""
 
+    id: uuid.UUID
+    role: MessageRole
+    content: str
+    status: MessageStatus
+    client_message_id: str | None
+    updated_at: datetime
+
+
+class _MessageRow(TypedDict):
+    """Every column of a new message, for a Core insert."""
+
+    id: uuid.UUID
+    session_id: uuid.UUID
+    role: MessageRole
+    content: str
+    status: MessageStatus
+    model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    credits_charged: int
+    error: str | None
+    client_message_id: str | None
+    citations: list[dict[str, Any]]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class _TurnSession:
+    """What a turn reads of the actor's session and its character."""
+
+    id: uuid.UUID
+    character_id: str
+    title: str
+    summary: str
+    summarized_message_count: int
+    voice: prompting.CharacterVoice
+    has_ready_sources: bool
+
+
+# start_turn is on the path to the first token, so it reads and writes with Core
+# statements on the session's connection: ORM entities, the unit of work's flush and
+# even the ORM layer of ``db.exec`` cost more there than the queries themselves. The
+# statements are built once with named parameters, so no call rebuilds them or keys them
+# for the statement cache. (SQLAlchemy's select: SQLModel's types at most four columns.)
+
+# The session's messages, numbered from 1 in session order.
+_NUMBERED = (
+    core_select(
+        col(ChatMessage.id),
+        col(ChatMessage.role),
+        col(ChatMessage.content),
+        col(ChatMessage.status),
+        col(ChatMessage.client_message_id),
+        col(ChatMessage.updated_at),
+        func.row_number()
+        .over(order_by=(col(ChatMessage.created_at), col(ChatMessage.id)))
+        .label("number"),
+    )
+    .where(col(ChatMessage.session_id) == bindparam("session_id"))
+    .subquery()
+)
+# What a turn reads of the session and its character, and whether retrieval would find
+# any document for it (its character's or its own). (Any: with the message columns a
+# row has more columns than SQLAlchemy types; _turn_context gives the values types.)
+_SESSION_COLUMNS: tuple[Any, ...] = (
+    col(ChatSession.character_id),
+    col(ChatSession.title),
+    col(ChatSession.summary),
+    col(ChatSession.summarized_message_count),
+    col(Character.name),
+    col(Character.system_prompt),
+    col(Character.speaking_style),
+    col(Character.knowledge_horizon_year),
+    col(Character.era),
+    select(Document.id)
+    .where(
+        retrieval.ready_in_scope(
+            character_id=col(ChatSession.character_id), session_id=col(ChatSession.id)
+        )
+    )
+    .exists(),
+)
+# All a turn reads, in one round trip: a row per message not folded into the summary,
+# in order, each with the session's columns (one row with no message if there are none);
+# no row for a missing session or another user's.
+_TURN_CONTEXT = (
+    core_select(*_SESSION_COLUMNS, *(_NUMBERED.c[name] for name in _RecentMessage._fields))
+    .select_from(ChatSession)
+    .outerjoin(Character, col(Character.id) == col(ChatSession.character_id))
+    .outerjoin(_NUMBERED, _NUMBERED.c.number > col(ChatSession.summarized_message_count))
+    .where(
+        col(ChatSession.id) == bindparam("session_id"),
+        col(ChatSession.user_id) == bindparam("actor_id"),
+    )
+    .order_by(_NUMBERED.c.number)
+)
+# The session is active just now (as conversations.touch), and maybe named.
+_TOUCH = (
+    update(ChatSession)
+    .where(col(ChatSession.id) == bindparam("session_id"))
+    .values(updated_at=bindparam("touched"), last_message_at=bindparam("touched"))
+)
+_TOUCH_AND_NAME = _TOUCH.values(title=bindparam("new_title"))
+_FAIL_STALE = (
+    update(ChatMessage)
+    .where(
+        col(ChatMessage.id).in_(bindparam("stale", expanding=True)),
+        col(ChatMessage.status) == MessageStatus.STREAMING,
+    )
+    .values(status=MessageStatus.FAILED, error=INTERRUPTED_ERROR)
+)
+_INSERT_MESSAGES = insert(ChatMessage)
+
+
+async def _turn_context(
+    db: AsyncSession, *, actor_id: uuid.UUID, session_id: uuid.UUID
+) -> tuple[_TurnSession, list[_RecentMessage]]:
+    """The actor's session with its character's voice and whether it has sources, and
+    the messages not folded into the summary, with only what a turn reads.
+
+    Another user's session is not found, exactly as ``conversations.get_owned_or_raise``.
     The summary only ever covers turns before the one being answered, and those were
     finished (or failed as stale) by then, so replies in flight are always among these.
     """
-    rows = await db.exec(
-        select(ChatMessage)
-        .options(load_only(*_TURN_MESSAGE_COLUMNS))
-        .where(ChatMessage.session_id == session.id)
-        .order_by(col(ChatMessage.created_at), col(ChatMessage.id))
-        .offset(session.summarized_message_count)
+    connection = await db.connection()
+    params = {"session_id": session_id, "actor_id": actor_id}
+    rows = (await connection.execute(_TURN_CONTEXT, params)).all()
+    if not rows:
+        raise NotFoundError(conversations.SESSION_NOT_FOUND)
+    split = len(_SESSION_COLUMNS)
+    character_id, title, summary, summarized, name, system_prompt, style, horizon, era, ready = (
+        rows[0][:split]
     )
-    return list(rows.all())
+    if name is None:  # the outer join found no character
+        raise NotFoundError(_CHARACTER_GONE)
+    voice = prompting.CharacterVoice(
+        name=name,
+        system_prompt=system_prompt,
+        speaking_style=style,
+        knowledge_horizon_year=horizon,
+        era=era,
+    )
+    session = _TurnSession(session_id, character_id, title, summary, summarized, voice, bool(ready))
+    recent = [_RecentMessage._make(row[split:]) for row in rows if row[split] is not None]
+    return session, recent
 
 
 def _history(
-    messages: Sequence[ChatMessage], *, first_position: int = 0
+    messages: Sequence[ChatMessage | _RecentMessage], *, first_position: int = 0
 ) -> list[tuple[int, PromptMessage]]:
     """Turns the model should remember: user messages and replies that said something.
 
@@ -202,7 +316,7 @@ def _history(
 
 def _character_voice(character: Character | None) -> prompting.CharacterVoice:
     if character is None:
-        raise NotFoundError("This historical figure is no longer available.")
+        raise NotFoundError(_CHARACTER_GONE)
     return prompting.CharacterVoice(
         name=character.name,
         system_prompt=character.system_prompt,
@@ -216,52 +330,11 @@ async def _voice(db: AsyncSession, character_id: str) -> prompting.CharacterVoic
     return _character_voice(await db.get(Character, character_id))
 
 
-@dataclass(frozen=True)
-class _OwnedSession:
-    session: ChatSession
-    voice: prompting.CharacterVoice
-    has_ready_sources: bool
-
-
-# Whether retrieval would find any document for this session (its character's or its
-# own); correlated with the ChatSession row of the query it is used in.
-_READY_SOURCES = (
-    select(Document.id)
-    .where(
-        retrieval.ready_in_scope(
-            character_id=col(ChatSession.character_id), session_id=col(ChatSession.id)
-        )
-    )
-    .exists()
-)
-
-
-async def _owned_session_and_voice(
-    db: AsyncSession, *, actor_id: uuid.UUID, session_id: uuid.UUID
-) -> _OwnedSession:
-    """The actor's session, its character's voice and whether it has sources, in one query.
-
-    Another user's session is not found, exactly as ``conversations.get_owned_or_raise``.
-    """
-    row = (
-        await db.exec(
-            select(ChatSession, Character, _READY_SOURCES)
-            .outerjoin(Character, col(Character.id) == col(ChatSession.character_id))
-            .where(ChatSession.id == session_id, ChatSession.user_id == actor_id)
-            .options(load_only(*_VOICE_COLUMNS))
-        )
-    ).first()
-    if row is None:
-        raise NotFoundError(conversations.SESSION_NOT_FOUND)
-    session, character, has_ready_sources = row
-    return _OwnedSession(session, _character_voice(character), bool(has_ready_sources))
-
-
 async def _prepare(
     db: AsyncSession,
     *,
     actor_id: uuid.UUID,
-    session: ChatSession,
+    session: ChatSession | _TurnSession,
     user_message: ChatMessage,
     assistant: ChatMessage,
     replay: ChatMessage | None = None,
@@ -287,7 +360,11 @@ async def _prepare(
 
 
 async def _existing_send(
-    db: AsyncSession, *, actor_id: uuid.UUID, session: ChatSession, client_message_id: str
+    db: AsyncSession,
+    *,
+    actor_id: uuid.UUID,
+    session: ChatSession | _TurnSession,
+    client_message_id: str,
 ) -> PreparedTurn | None:
     """A retried send: return its turn, replaying the saved reply if there is one."""
     previous = (
@@ -328,37 +405,41 @@ async def start_turn(
 ) -> PreparedTurn:
     """Validate and persist the user's message; nothing has been sent to a model yet.
 
-    One transaction and no re-reads: the session with its character, the messages not
-    yet summarized, then one commit of the user message, the reply placeholder and the
-    session's title and activity. The commit is done before this returns.
+    One transaction and no re-reads: one query for the session, its character and the
+    messages not yet summarized, then one commit of the user message, the reply
+    placeholder and the session's title and activity. The commit is done before this
+    returns. Its statements are Core: they neither flush pending ORM objects nor
+    refresh those already loaded in ``db``.
     """
     text = _validate_content(content)
     client_id = _validate_client_id(client_message_id)
     actor_id = actor.id  # a rollback expires the actor; keep its id
-    owned = await _owned_session_and_voice(db, actor_id=actor_id, session_id=session_id)
-    session = owned.session
-    recent = await _unsummarized_messages(db, session)
+    session, recent = await _turn_context(db, actor_id=actor_id, session_id=session_id)
     if client_id is not None and any(m.client_message_id == client_id for m in recent):
         existing = await _existing_send(
             db, actor_id=actor_id, session=session, client_message_id=client_id
         )
         assert existing is not None
         return existing
-    _fail_stale_replies(db, recent)
+    stale = [message.id for message in _stale_replies(recent)]
     now = utcnow()
-    user_message = _new_message(
-        session.id, at=now, role=MessageRole.USER, content=text, client_message_id=client_id
+    user_row = _message_row(
+        session_id, at=now, role=MessageRole.USER, content=text, client_message_id=client_id
     )
     # Strictly later, so the reply always sorts after its question.
-    assistant = _new_message(
-        session.id, at=now + _TICK, role=MessageRole.ASSISTANT, status=MessageStatus.STREAMING
+    assistant_row = _message_row(
+        session_id, at=now + _TICK, role=MessageRole.ASSISTANT, status=MessageStatus.STREAMING
     )
-    db.add_all([user_message, assistant])
+    touch, params = _TOUCH, {"session_id": session_id, "touched": utcnow()}
     if not session.summarized_message_count and session.title == DEFAULT_TITLE:
-        session.title = prompting.title_from_message(text)
-    conversations.touch(session)
-    db.add(session)
+        touch, params["new_title"] = _TOUCH_AND_NAME, prompting.title_from_message(text)
     try:
+        # In the order a flush would write them: the session's row, then its messages.
+        connection = await db.connection()
+        await connection.execute(touch, params)
+        if stale:
+            await connection.execute(_FAIL_STALE, {"stale": stale})
+        await connection.execute(_INSERT_MESSAGES, [user_row, assistant_row])
         await db.commit()
     except IntegrityError:
         await db.rollback()
@@ -366,19 +447,20 @@ async def start_turn(
     first_position = session.summarized_message_count
     return PreparedTurn(
         actor_id=actor_id,
-        session_id=session.id,
+        session_id=session_id,
         character_id=session.character_id,
-        voice=owned.voice,
-        user_message=conversations.message_public(user_message),
-        assistant_message_id=assistant.id,
+        voice=session.voice,
+        # What conversations.message_public gives for the saved row, without building one.
+        user_message=ChatMessagePublic.model_validate(user_row),
+        assistant_message_id=assistant_row["id"],
         summary=session.summary,
         history=_history(recent, first_position=first_position),
         user_position=first_position + len(recent),
-        may_have_sources=owned.has_ready_sources,
+        may_have_sources=session.has_ready_sources,
     )
 
 
-def _new_message(
+def _message_row(
     session_id: uuid.UUID,
     *,
     at: datetime,
@@ -386,19 +468,24 @@ def _new_message(
     content: str = "",
     status: MessageStatus = MessageStatus.COMPLETE,
     client_message_id: str | None = None,
-) -> ChatMessage:
-    """A new message row, every defaulted field given.
+) -> _MessageRow:
+    """A new message's row with every column given, as a flush of a new ChatMessage would.
 
-    SQLModel inspects the signature of each ``default_factory`` on every construction
-    it has to call one for (about 0.1 ms each, four of them here); giving the values
-    makes a message about five times cheaper to build, on the path to the first token.
+    No ChatMessage is built: SQLModel inspects the signature of each ``default_factory``
+    on every construction it has to call one for, and even with every value given a
+    message costs more to build than its row.
     """
-    return ChatMessage(
+    return _MessageRow(
         id=new_id(),
         session_id=session_id,
         role=role,
         content=content,
         status=status,
+        model=None,
+        prompt_tokens=0,
+        completion_tokens=0,
+        credits_charged=0,
+        error=None,
         client_message_id=client_message_id,
         citations=[],
         created_at=at,
@@ -412,7 +499,7 @@ async def _raced_send(
     """After an insert conflict: the same client id came in from another request (or is
     older than the summary), so this send is a retry of that one; else the session went.
     """
-    session = (await _owned_session_and_voice(db, actor_id=actor_id, session_id=session_id)).session
+    session, _ = await _turn_context(db, actor_id=actor_id, session_id=session_id)
     existing = None
     if client_id is not None:
         existing = await _existing_send(
@@ -433,20 +520,27 @@ async def _refuse_if_replying(db: AsyncSession, session_id: uuid.UUID) -> None:
             )
         )
     ).all()
-    _fail_stale_replies(db, in_flight)
+    for message in _stale_replies(in_flight):
+        message.status = MessageStatus.FAILED
+        message.error = INTERRUPTED_ERROR
+        db.add(message)
 
 
-def _fail_stale_replies(db: AsyncSession, messages: Sequence[ChatMessage]) -> None:
-    """Refuse while a reply is being written; fail replies left streaming by a crash."""
+_M = TypeVar("_M", ChatMessage, _RecentMessage)
+
+
+def _stale_replies(messages: Sequence[_M]) -> list[_M]:
+    """Refuse while a reply is being written; else the replies left streaming by a crash,
+    which the caller marks failed."""
     stale_before = utcnow() - timedelta(seconds=STALE_REPLY_SECONDS)
+    stale: list[_M] = []
     for message in messages:
         if message.status != MessageStatus.STREAMING:
             continue
         if message.updated_at > stale_before:
             raise ConflictError("A reply is still being written. Wait for it or stop it first.")
-        message.status = MessageStatus.FAILED
-        message.error = INTERRUPTED_ERROR
-        db.add(message)
+        stale.append(message)
+    return stale
 
 
 async def start_regenerate(db: AsyncSession, *, actor: User, session_id: uuid.UUID) -> PreparedTurn:

@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from histora.errors import NotFoundError
+from histora.errors import ConflictError, NotFoundError
 from histora.models import ChatMessage, ChatSession, MessageRole, MessageStatus, User
 from histora.models.base import utcnow
 from histora.providers.fakes import FakeChatModel
@@ -56,13 +56,22 @@ async def test_turn_is_committed_with_its_reply_placeholder(
         (MessageRole.ASSISTANT, MessageStatus.STREAMING),
     ]
     assert saved[0].created_at < saved[1].created_at  # the reply sorts after its question
+    # Every other column as a new ChatMessage has it.
+    for m in saved:
+        assert (m.model, m.error, m.client_message_id, m.citations) == (None, None, None, [])
+        assert (m.prompt_tokens, m.completion_tokens, m.credits_charged) == (0, 0, 0)
+        assert m.updated_at == m.created_at
+    assert (saved[0].content, saved[1].content) == ("What is justice?", "")
     assert turn.user_message.id == saved[0].id and turn.user_message.content == "What is justice?"
     assert turn.user_message == conversations.message_public(saved[0])
     assert turn.assistant_message_id == saved[1].id
     assert turn.voice.name == "Socrates" and turn.history == [] and turn.user_position == 0
+    assert turn.character_id == "socrates" and turn.summary == "" and turn.replay is None
+    assert turn.may_have_sources is False
     session = await db.get(ChatSession, session_id)
     assert session is not None and session.title == "What is justice?"
-    assert session.last_message_at is not None
+    assert session.last_message_at is not None and session.last_message_at >= saved[1].created_at
+    assert session.updated_at == session.last_message_at
 
 
 async def test_history_and_positions_follow_the_summary(
@@ -112,6 +121,7 @@ async def test_a_stale_reply_is_failed_and_the_send_goes_through(
     )
     await db.commit()
     db.expunge_all()
+    before = utcnow()
 
     turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Second")
 
@@ -123,6 +133,8 @@ async def test_a_stale_reply_is_failed_and_the_send_goes_through(
         MessageStatus.STREAMING,
     ]
     assert saved[1].error == chat_service.INTERRUPTED_ERROR
+    assert saved[1].updated_at >= before  # failed just now, not left as it was
+    assert saved[1].id == stuck.assistant_message_id and saved[1].content == ""
     assert turn.user_position == 2
     # The failed reply said nothing, so the model is not shown it.
     assert [m.content for _, m in turn.history] == ["First"]
@@ -161,7 +173,114 @@ async def test_another_users_session_is_not_found_and_nothing_is_saved(
 ) -> None:
     owner, other = await make_user(db), await make_user(db)
     session_id = await _session(db, owner)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError) as refused:
         await chat_service.start_turn(db, actor=other, session_id=session_id, content="Hello")
+    assert refused.value.public_message == conversations.SESSION_NOT_FOUND
     await db.rollback()
     assert await _messages(db, session_id) == []
+
+
+async def test_a_send_while_a_reply_is_written_is_refused_and_writes_nothing(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    first = await chat_service.start_turn(db, actor=user, session_id=session_id, content="First")
+    db.expunge_all()
+    session = await db.get(ChatSession, session_id)
+    assert session is not None
+    last_message_at = session.last_message_at
+    db.expunge_all()
+
+    with pytest.raises(ConflictError):
+        await chat_service.start_turn(db, actor=user, session_id=session_id, content="Second")
+    await db.rollback()
+
+    saved = await _messages(db, session_id)
+    assert [(m.content, m.status) for m in saved] == [
+        ("First", MessageStatus.COMPLETE),
+        ("", MessageStatus.STREAMING),  # the reply being written is left alone
+    ]
+    session = await db.get(ChatSession, session_id)
+    assert session is not None and session.last_message_at == last_message_at
+    # Once the reply is saved, the next send goes through.
+    db.expunge_all()
+    await _answer(container, first)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Second")
+    assert turn.user_position == 2
+    assert [m.content for _, m in turn.history] == ["First", "An answer."]
+
+
+async def test_a_duplicate_send_racing_its_original_is_answered_as_a_retry(
+    db: AsyncSession, container: FakeProvidersContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    first = await chat_service.start_turn(
+        db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
+    )
+    await _answer(container, first)
+    db.expunge_all()
+    answered = await db.get(ChatSession, session_id)
+    assert answered is not None
+    last_message_at = answered.last_message_at
+    db.expunge_all()
+    # The duplicate read the session before the original was committed: it sees no
+    # messages, so only the database's unique constraint can catch it.
+    read = chat_service._turn_context
+
+    async def before_the_original(
+        db: AsyncSession, *, actor_id: uuid.UUID, session_id: uuid.UUID
+    ) -> tuple[object, list[object]]:
+        session, _ = await read(db, actor_id=actor_id, session_id=session_id)
+        return session, []
+
+    with monkeypatch.context() as patched:
+        patched.setattr(chat_service, "_turn_context", before_the_original)
+        again = await chat_service.start_turn(
+            db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
+        )
+
+    assert again.user_message == first.user_message
+    assert again.replay is not None and again.replay.content == "An answer."
+    assert len(await _messages(db, session_id)) == 2
+    session = await db.get(ChatSession, session_id)  # its writes were all rolled back
+    assert session is not None and session.last_message_at == last_message_at
+    # The session is usable after the rolled-back insert.
+    turn = await chat_service.start_turn(
+        db, actor=user, session_id=session_id, content="And then?", client_message_id="c-2"
+    )
+    assert turn.user_position == 2 and turn.replay is None
+    assert [m.content for m in await _messages(db, session_id)] == [
+        "Hi",
+        "An answer.",
+        "And then?",
+        "",
+    ]
+
+
+async def test_a_named_session_keeps_its_name_and_is_marked_active(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    await conversations.rename_session(db, actor=user, session_id=session_id, title="On justice")
+    db.expunge_all()
+    before = utcnow()
+
+    await chat_service.start_turn(db, actor=user, session_id=session_id, content="Hello")
+
+    db.expunge_all()
+    session = await db.get(ChatSession, session_id)
+    assert session is not None and session.title == "On justice"
+    assert session.last_message_at is not None and session.last_message_at >= before
+    assert session.updated_at == session.last_message_at
+
+
+async def test_a_missing_session_is_not_found_like_another_users(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    with pytest.raises(NotFoundError) as missing:
+        await chat_service.start_turn(db, actor=user, session_id=uuid.uuid4(), content="Hello")
+    assert missing.value.public_message == conversations.SESSION_NOT_FOUND
