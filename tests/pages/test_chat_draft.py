@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 from histora.models.documents import CitationPublic
-from histora.pages.chat.draft import CHUNKS, STATE_NAME, ChatDraft, draft_text, with_chunk
+from histora.pages.chat.draft import CHUNKS, STATE_NAME, ChatDraft, draft_text
+from histora.pages.chat.parts import with_piece
 from tests.support import reflex_root, substate
 
 
@@ -13,7 +14,7 @@ def _replay(pieces: list[str]) -> tuple[tuple[str, ...], int]:
     """The chunks after each piece is flushed, and the characters Reflex would send."""
     chunks, sent = ("",) * CHUNKS, 0
     for piece in pieces:
-        grown = with_chunk(chunks, piece)
+        grown = with_piece(chunks, piece)
         # Reflex sends each changed var whole.
         sent += sum(len(new) for new, old in zip(grown, chunks, strict=True) if new != old)
         chunks = grown
@@ -36,11 +37,6 @@ def test_a_long_reply_keeps_every_character_and_collapses_rarely() -> None:
     # Two collapses (after 32 and 63 flushes) resend the text so far: 2.2 characters
     # sent per character, where one var resent whole on every flush costs about 40.
     assert sent < 2.5 * len(text), sent / len(text)
-
-
-def test_empty_text_changes_nothing() -> None:
-    chunks = ("a", "", *([""] * (CHUNKS - 2)))
-    assert with_chunk(chunks, "") == chunks
 
 
 def test_the_state_has_one_var_per_chunk_and_a_short_name() -> None:

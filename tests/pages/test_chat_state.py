@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from histora.models import MessageRole, MessageStatus
 from histora.models.chat import ChatBubble, ChatMessagePublic, SessionLink
-from histora.pages.chat.state import MESSAGES_MERGE_MIN, ChatState, _starter_index
+from histora.pages.chat.state import ADDED_NAMES, ChatState, _starter_index
 from tests.support import reflex_root, substate
 
 SESSION = uuid.uuid4()
@@ -36,32 +36,42 @@ def _message(n: int) -> ChatMessagePublic:
 
 
 def _shown(state: ChatState) -> list[str]:
-    return [m.content for m in [*state.messages, *state.middle, *state.recent]]
+    return [m.content for part in state._conversation() for m in part]
 
 
-def test_new_messages_go_to_short_lists_and_keep_their_order() -> None:
-    state = _chat_state()
-    history = [_message(n) for n in range(300)]
-    state._show(history)
-    assert state.recent == state.middle == [] and not state.is_empty
-
-    resent = 0
-    for n in range(300, 400):
+def _sent_per_append(state: ChatState, messages: list[ChatMessagePublic]) -> list[int]:
+    """How many messages Reflex would send for each append (it sends changed lists whole)."""
+    sent = []
+    for message in messages:
         state.dirty_vars.clear()
-        state._append(_message(n))
-        # Reflex resends each list that was assigned, whole.
-        lists = state.dirty_vars & {"messages", "middle", "recent"}
-        resent += sum(len(getattr(state, name)) for name in lists)
-        assert len(state.recent) < max(MESSAGES_MERGE_MIN[1], len(state.middle) // 2)
-        assert len(state.middle) < max(MESSAGES_MERGE_MIN[0], len(state.messages) // 2)
+        state._append(message)
+        lists = state.dirty_vars & {"messages", *ADDED_NAMES}
+        sent.append(sum(len(state.get_value(name)) for name in lists))
+    return sent
 
-    assert _shown(state) == [f"message {n}" for n in range(400)]
-    # 100 turns' messages on a page that opened with 300: with one short list moved
-    # into the whole conversation every 8 messages, about 4,600 were resent.
-    assert resent < 1_500, resent
+
+def test_each_message_added_on_the_page_is_sent_once() -> None:
+    state = _chat_state()
+    state._show([_message(n) for n in range(300)])
+    assert not state.is_empty and not any(state._conversation()[1:])
+
+    # 16 turns: each question and each reply is sent alone, the history never again.
+    assert _sent_per_append(state, [_message(n) for n in range(300, 332)]) == [1] * 32
+    assert _shown(state) == [f"message {n}" for n in range(332)]
     # The lists hold the bubbles themselves, never Reflex's change-tracking proxies.
-    stored = [*state.get_value("messages"), *state.get_value("middle"), *state.get_value("recent")]
+    stored = [bubble for part in state._conversation() for bubble in part]
     assert all(type(bubble) is ChatBubble for bubble in stored)
+
+
+def test_a_long_visit_keeps_every_message_in_order_and_resends_little() -> None:
+    state = _chat_state()
+    state._show([_message(n) for n in range(300)])
+    sent = _sent_per_append(state, [_message(n) for n in range(300, 500)])
+    assert _shown(state) == [f"message {n}" for n in range(500)]
+    # 100 turns: the 32 lists collapse six times, so 200 messages cost 857 sent (three
+    # lists merged at 4 and 16 messages cost 4,301; one list resent whole, 80,100).
+    assert sum(sent) < 900, sum(sent)
+    assert "messages" not in state.dirty_vars
 
 
 def test_regenerate_drops_the_last_reply_wherever_it_is() -> None:
@@ -74,7 +84,9 @@ def test_regenerate_drops_the_last_reply_wherever_it_is() -> None:
     state._append(_message(1))
     assert state.can_regenerate
     state._drop_last()  # from the messages added on this page
-    assert _shown(state) == ["message 0"] and state.recent == []
+    assert _shown(state) == ["message 0"] and not any(state._conversation()[1:])
+    state._append(_message(1))  # the next reply takes the list that was emptied
+    assert state.get_value("a0") and _shown(state) == ["message 0", "message 1"]
 
 
 def test_an_empty_conversation_shows_the_starters() -> None:

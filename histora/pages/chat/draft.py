@@ -1,10 +1,8 @@
-"""The reply being streamed on the chat page, held in append-only chunk vars.
+"""The reply being streamed on the chat page, held in chunk vars (see parts.py).
 
-Reflex sends a changed var whole, so a growing reply held in one var is resent from the
-start on every flush. Here each flush writes only its new text, into the next empty
-chunk var, so the text crosses the websocket once. Only when every chunk is taken (a
-reply of about ``CHUNKS`` flushes, some 2,500 characters) do they collapse into the
-first, which resends the reply so far once.
+Each flush writes only its new text, into the next empty chunk var, so the text crosses
+the websocket once. Only when every chunk is taken (a reply of about ``CHUNKS`` flushes,
+some 4,000 characters) do they collapse into the first, resending the reply so far.
 
 Every flush's frame names the state it changes, so this state has a short name of its
 own instead of the module path Reflex would derive (about 40 bytes less per frame).
@@ -19,20 +17,10 @@ from typing import Any
 import reflex as rx
 
 from histora.models.documents import CitationPublic
+from histora.pages.chat.parts import with_piece
 
 CHUNKS = 32
 STATE_NAME = "chat_draft"
-
-
-def with_chunk(chunks: tuple[str, ...], text: str) -> tuple[str, ...]:
-    """``chunks`` after ``text`` arrives: it takes the first empty chunk; when none is
-    left, everything so far moves into the first chunk and ``text`` into the second."""
-    if not text:
-        return chunks
-    if "" in chunks:
-        index = chunks.index("")
-        return (*chunks[:index], text, *chunks[index + 1 :])
-    return ("".join(chunks), text, *([""] * (len(chunks) - 2)))
 
 
 def _short_state_name(cls: type[Any]) -> str:
@@ -93,7 +81,7 @@ class ChatDraft(rx.State):
                 setattr(self, f"c{index}", new)
 
     def _add(self, text: str) -> None:
-        self._show_chunks(with_chunk(self._chunks(), text))
+        self._show_chunks(with_piece(self._chunks(), text))
 
     def _show_sources(self, citations: list[CitationPublic]) -> None:
         if self.get_value("sources") != citations:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import reflex as rx
 
 from histora.components.characters import figure_not_found, portrait
@@ -13,7 +16,7 @@ from histora.models.chat import SessionLink
 from histora.pages.chat.documents_state import ChatDocumentsState, ChatUploadState
 from histora.pages.chat.draft import ChatDraft, draft_text
 from histora.pages.chat.sessions_state import ChatSessionsState
-from histora.pages.chat.state import ChatState
+from histora.pages.chat.state import ADDED_NAMES, ChatState
 from histora.services.chat import MAX_MESSAGE_CHARS
 from histora.services.conversations import TITLE_MAX_LENGTH
 from histora.state.session import SessionState
@@ -319,9 +322,13 @@ def _conversation() -> rx.Component:
     return rx.auto_scroll(
         rx.cond(ChatState.is_empty & ~ChatState.streaming, _starters()),
         rx.flex(
-            rx.foreach(ChatState.messages, message_bubble),
-            rx.foreach(ChatState.middle, message_bubble),
-            rx.foreach(ChatState.recent, message_bubble),
+            # One list in the browser: the opened messages and each added list, joined.
+            rx.foreach(
+                functools.reduce(
+                    operator.add, (getattr(ChatState, name) for name in ("messages", *ADDED_NAMES))
+                ),
+                message_bubble,
+            ),
             rx.cond(
                 ChatState.streaming,
                 draft_bubble(draft_text(), ChatDraft.sources),

@@ -1,38 +1,35 @@
-"""A value that keeps growing, held in a few Reflex vars so that an append resends little.
+"""A value that keeps growing, held in a fixed set of Reflex vars so an append sends little.
 
-Reflex resends a changed var whole. Holding a growing text (or list) as one var makes
-every append resend everything so far. Split over parts, oldest first, an append
-changes only the last part; a part moves into the one before it once it holds half
-that part's length (and at least that boundary's minimum), so the larger, older parts
-change geometrically less often.
+Reflex sends a changed var whole: a growing text (or list) held in one var is resent
+from the start on every append. Held in pieces, oldest first, an append fills the first
+empty piece and so sends only itself. When every piece is taken they collapse into the
+first (sent once more) and the append takes the second: with n pieces, a value that
+grows by n appends costs about twice its size, instead of about n/2 times.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any, TypeVar
 
-Part = TypeVar("Part", str, list[Any])
+Piece = TypeVar("Piece", str, list[Any])
 
 
-def appended(parts: tuple[Part, ...], addition: Part, merge_min: tuple[int, ...]) -> list[Part]:
-    """``parts`` after ``addition`` joins the last one; ``merge_min[i]`` is the least
-    length at which part ``i + 1`` moves into part ``i``."""
-    if len(merge_min) != len(parts) - 1:
-        raise ValueError("one minimum per boundary between parts")
-    grown = [*parts[:-1], parts[-1] + addition]
-    for index in range(len(grown) - 1, 0, -1):
-        part, before = grown[index], grown[index - 1]
-        if len(part) < max(merge_min[index - 1], len(before) // 2):
-            break
-        grown[index - 1], grown[index] = before + part, part[:0]
-    return grown
+def with_piece(pieces: tuple[Piece, ...], addition: Piece) -> tuple[Piece, ...]:
+    """``pieces`` after ``addition`` joins them (the non-empty pieces come first)."""
+    if not addition:
+        return pieces
+    for index, piece in enumerate(pieces):
+        if not piece:
+            return (*pieces[:index], addition, *pieces[index + 1 :])
+    empty = pieces[0][:0]
+    return (functools.reduce(operator.add, pieces), addition, *([empty] * (len(pieces) - 2)))
 
 
-def without_last(parts: tuple[Part, ...]) -> list[Part]:
-    """``parts`` with the last item of the last non-empty part removed."""
-    trimmed = list(parts)
-    for index in range(len(trimmed) - 1, -1, -1):
-        if trimmed[index]:
-            trimmed[index] = trimmed[index][:-1]
-            break
-    return trimmed
+def without_last(pieces: tuple[Piece, ...]) -> tuple[Piece, ...]:
+    """``pieces`` with the last item of the last non-empty piece removed."""
+    for index in range(len(pieces) - 1, -1, -1):
+        if pieces[index]:
+            return (*pieces[:index], pieces[index][:-1], *pieces[index + 1 :])
+    return pieces

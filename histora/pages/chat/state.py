@@ -13,7 +13,7 @@ from histora.errors import HistoraError
 from histora.models.characters import CharacterPublic
 from histora.models.chat import ChatBubble, ChatMessagePublic, SessionLink
 from histora.pages.chat.draft import ChatDraft
-from histora.pages.chat.parts import appended, without_last
+from histora.pages.chat.parts import with_piece, without_last
 from histora.services import characters as characters_service
 from histora.services import chat as chat_service
 from histora.services import conversations
@@ -26,9 +26,11 @@ from histora.state.session import SessionState
 FLUSH_SECONDS = 0.1
 FLUSH_MIN_CHARS = 120
 FLUSH_MAX_SECONDS = 0.25
-# The conversation: loaded messages, then `middle` and `recent` for the messages added
-# while the page is open, so a turn resends a few messages, not all of them.
-MESSAGES_MERGE_MIN = (16, 4)  # middle -> messages, recent -> middle
+# The conversation: the messages it was opened with, then the ones added while the page
+# is open, each in the next of ADDED_LISTS list vars (see parts.py): a turn sends its
+# question and its reply once, not the conversation again.
+ADDED_LISTS = 32
+ADDED_NAMES = tuple(f"a{index}" for index in range(ADDED_LISTS))
 # An opened conversation shows its newest messages, at most this many.
 MESSAGES_SHOWN = 500
 
@@ -69,8 +71,38 @@ class ChatState(rx.State):
     newer_sessions: list[SessionLink] = []
     session_id: str = ""
     messages: list[ChatBubble] = []
-    middle: list[ChatBubble] = []
-    recent: list[ChatBubble] = []
+    a0: list[ChatBubble] = []
+    a1: list[ChatBubble] = []
+    a2: list[ChatBubble] = []
+    a3: list[ChatBubble] = []
+    a4: list[ChatBubble] = []
+    a5: list[ChatBubble] = []
+    a6: list[ChatBubble] = []
+    a7: list[ChatBubble] = []
+    a8: list[ChatBubble] = []
+    a9: list[ChatBubble] = []
+    a10: list[ChatBubble] = []
+    a11: list[ChatBubble] = []
+    a12: list[ChatBubble] = []
+    a13: list[ChatBubble] = []
+    a14: list[ChatBubble] = []
+    a15: list[ChatBubble] = []
+    a16: list[ChatBubble] = []
+    a17: list[ChatBubble] = []
+    a18: list[ChatBubble] = []
+    a19: list[ChatBubble] = []
+    a20: list[ChatBubble] = []
+    a21: list[ChatBubble] = []
+    a22: list[ChatBubble] = []
+    a23: list[ChatBubble] = []
+    a24: list[ChatBubble] = []
+    a25: list[ChatBubble] = []
+    a26: list[ChatBubble] = []
+    a27: list[ChatBubble] = []
+    a28: list[ChatBubble] = []
+    a29: list[ChatBubble] = []
+    a30: list[ChatBubble] = []
+    a31: list[ChatBubble] = []
     streaming: bool = False
     error: str = ""
     # A question put in the composer for the user to send (or edit) themselves.
@@ -78,14 +110,15 @@ class ChatState(rx.State):
     _turn: chat_service.PreparedTurn | None = None
     _stop_requested: bool = False
 
-    @rx.var
+    # Explicit dependencies: the added lists are read by name, which Reflex cannot see.
+    @rx.var(deps=["streaming", "messages", *ADDED_NAMES], auto_deps=False)
     def can_regenerate(self) -> bool:
-        last = self.recent or self.middle or self.messages
+        last = next((part for part in reversed(self._conversation()) if part), [])
         return not self.streaming and bool(last) and last[-1].role == "assistant"
 
-    @rx.var
+    @rx.var(deps=["messages", *ADDED_NAMES], auto_deps=False)
     def is_empty(self) -> bool:
-        return not self.messages and not self.middle and not self.recent
+        return not any(self._conversation())
 
     def _assign(self, **values: object) -> None:
         """Set these vars, skipping the ones that already hold the value: Reflex resends
@@ -98,25 +131,22 @@ class ChatState(rx.State):
         (await self.get_state(ChatDraft))._clear()
 
     def _show(self, messages: list[ChatMessagePublic]) -> None:
-        self.messages, self.middle, self.recent = [ChatBubble.of(m) for m in messages], [], []
+        shown = [ChatBubble.of(m) for m in messages]
+        self._show_conversation((shown, *([] for _ in ADDED_NAMES)))
 
-    def _conversation(self) -> tuple[list[ChatBubble], list[ChatBubble], list[ChatBubble]]:
-        # The stored values, not the attributes: those read back as Reflex's change-
-        # tracking proxies, whose items would be stored back into the lists as proxies.
-        return (
-            list(self.get_value("messages")),
-            list(self.get_value("middle")),
-            list(self.get_value("recent")),
-        )
+    def _conversation(self) -> tuple[list[ChatBubble], ...]:
+        """The opened messages, then each added list. The stored values, not the
+        attributes: those read back as Reflex's change-tracking proxies, whose items
+        would be stored back into the lists as proxies."""
+        return tuple(list(self.get_value(name)) for name in ("messages", *ADDED_NAMES))
 
-    def _show_conversation(self, parts: list[list[ChatBubble]]) -> None:
-        messages, middle, recent = parts
+    def _show_conversation(self, parts: tuple[list[ChatBubble], ...]) -> None:
         # A part that did not change is not assigned, so not resent.
-        self._assign(messages=messages, middle=middle, recent=recent)
+        self._assign(**dict(zip(("messages", *ADDED_NAMES), parts, strict=True)))
 
     def _append(self, message: ChatMessagePublic) -> None:
-        added = appended(self._conversation(), [ChatBubble.of(message)], MESSAGES_MERGE_MIN)
-        self._show_conversation(added)
+        messages, *added = self._conversation()
+        self._show_conversation((messages, *with_piece(tuple(added), [ChatBubble.of(message)])))
 
     def _drop_last(self) -> None:
         self._show_conversation(without_last(self._conversation()))
