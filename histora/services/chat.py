@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypedDict, TypeVar
 
 import structlog
-from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import and_, bindparam, case, func, insert, update
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -213,47 +213,73 @@ _NUMBERED = (
     .subquery()
 )
 # What a turn reads of the session and its character, and whether retrieval would find
-# any document for it (its character's or its own). (Any: with the message columns a
-# row has more columns than SQLAlchemy types; _turn_context gives the values types.)
-_SESSION_COLUMNS: tuple[Any, ...] = (
-    col(ChatSession.character_id),
-    col(ChatSession.title),
-    col(ChatSession.summary),
-    col(ChatSession.summarized_message_count),
-    col(Character.name),
-    col(Character.system_prompt),
-    col(Character.speaking_style),
-    col(Character.knowledge_horizon_year),
-    col(Character.era),
-    select(Document.id)
-    .where(
-        retrieval.ready_in_scope(
-            character_id=col(ChatSession.character_id), session_id=col(ChatSession.id)
+# any document for it (its character's or its own), from the one session row: the
+# sources check runs once, not once per message.
+_SESSION_ROW = (
+    core_select(
+        col(ChatSession.character_id),
+        col(ChatSession.title),
+        col(ChatSession.summary),
+        col(ChatSession.summarized_message_count),
+        col(Character.name),
+        col(Character.system_prompt),
+        col(Character.speaking_style),
+        col(Character.knowledge_horizon_year),
+        col(Character.era),
+        select(Document.id)
+        .where(
+            retrieval.ready_in_scope(
+                character_id=col(ChatSession.character_id), session_id=col(ChatSession.id)
+            )
         )
+        .exists()
+        .label("has_ready_sources"),
     )
-    .exists(),
+    .select_from(ChatSession)
+    .outerjoin(Character, col(Character.id) == col(ChatSession.character_id))
+    .where(
+        col(ChatSession.id) == bindparam("session_id"),
+        col(ChatSession.user_id) == bindparam("actor_id"),
+    )
+    .cte("turn_session")
 )
+# (Any: with the message columns a row has more columns than SQLAlchemy types;
+# _turn_context gives the values types.)
+_SESSION_COLUMNS: tuple[Any, ...] = tuple(_SESSION_ROW.c)
 # All a turn reads, in one round trip: a row per message not folded into the summary,
 # in order, each with the session's columns (one row with no message if there are none);
 # no row for a missing session or another user's.
 _TURN_CONTEXT = (
     core_select(*_SESSION_COLUMNS, *(_NUMBERED.c[name] for name in _RecentMessage._fields))
-    .select_from(ChatSession)
-    .outerjoin(Character, col(Character.id) == col(ChatSession.character_id))
-    .outerjoin(_NUMBERED, _NUMBERED.c.number > col(ChatSession.summarized_message_count))
+    .select_from(_SESSION_ROW)
+    .outerjoin(_NUMBERED, _NUMBERED.c.number > _SESSION_ROW.c.summarized_message_count)
+    .order_by(_NUMBERED.c.number)
+)
+# The actor's session is active just now (as conversations.touch), and named after its
+# first question while it has the default title. start_turn runs this first: its row
+# lock (SQLite: the write lock) makes a second send to the same session wait until this
+# one commits, and then see its reply in flight.
+_TOUCH = (
+    update(ChatSession)
     .where(
         col(ChatSession.id) == bindparam("session_id"),
         col(ChatSession.user_id) == bindparam("actor_id"),
     )
-    .order_by(_NUMBERED.c.number)
+    .values(
+        updated_at=bindparam("touched"),
+        last_message_at=bindparam("touched"),
+        title=case(
+            (
+                and_(
+                    col(ChatSession.summarized_message_count) == 0,
+                    col(ChatSession.title) == DEFAULT_TITLE,
+                ),
+                bindparam("new_title"),
+            ),
+            else_=col(ChatSession.title),
+        ),
+    )
 )
-# The session is active just now (as conversations.touch), and maybe named.
-_TOUCH = (
-    update(ChatSession)
-    .where(col(ChatSession.id) == bindparam("session_id"))
-    .values(updated_at=bindparam("touched"), last_message_at=bindparam("touched"))
-)
-_TOUCH_AND_NAME = _TOUCH.values(title=bindparam("new_title"))
 _FAIL_STALE = (
     update(ChatMessage)
     .where(
@@ -381,6 +407,11 @@ async def _existing_send(
     position = next(i for i, m in enumerate(messages) if m.id == previous.id)
     following = messages[position + 1] if position + 1 < len(messages) else None
     if following is not None and following.role == MessageRole.ASSISTANT:
+        # Its reply still being written: refuse, as a new send would (an empty reply
+        # replayed as finished would say nothing); one left by a crash is failed first.
+        for stale in _stale_replies([following]):
+            stale.status, stale.error = MessageStatus.FAILED, INTERRUPTED_ERROR
+            db.add(stale)
         return await _prepare(
             db, actor_id=actor_id, session=session, user_message=previous, assistant=following,
             replay=following,
@@ -405,24 +436,38 @@ async def start_turn(
 ) -> PreparedTurn:
     """Validate and persist the user's message; nothing has been sent to a model yet.
 
-    One transaction and no re-reads: one query for the session, its character and the
-    messages not yet summarized, then one commit of the user message, the reply
-    placeholder and the session's title and activity. The commit is done before this
-    returns. Its statements are Core: they neither flush pending ORM objects nor
-    refresh those already loaded in ``db``.
+    One transaction and no re-reads: the session's activity and title first (its row
+    lock makes another send to the session wait for this one), one query for the
+    session, its character and the messages not yet summarized, then the user message
+    and the reply placeholder, and one commit, done before this returns. Its statements
+    are Core: they neither flush pending ORM objects nor refresh those already loaded
+    in ``db``.
     """
     text = _validate_content(content)
     client_id = _validate_client_id(client_message_id)
     actor_id = actor.id  # a rollback expires the actor; keep its id
+    now = utcnow()
+    connection = await db.connection()
+    touched = await connection.execute(
+        _TOUCH,
+        {
+            "session_id": session_id,
+            "actor_id": actor_id,
+            "touched": now + _TICK,
+            "new_title": prompting.title_from_message(text),
+        },
+    )
+    if touched.rowcount == 0:
+        raise NotFoundError(conversations.SESSION_NOT_FOUND)
     session, recent = await _turn_context(db, actor_id=actor_id, session_id=session_id)
     if client_id is not None and any(m.client_message_id == client_id for m in recent):
+        await db.rollback()  # a retry leaves the session as it was
         existing = await _existing_send(
             db, actor_id=actor_id, session=session, client_message_id=client_id
         )
         assert existing is not None
         return existing
     stale = [message.id for message in _stale_replies(recent)]
-    now = utcnow()
     user_row = _message_row(
         session_id, at=now, role=MessageRole.USER, content=text, client_message_id=client_id
     )
@@ -430,13 +475,7 @@ async def start_turn(
     assistant_row = _message_row(
         session_id, at=now + _TICK, role=MessageRole.ASSISTANT, status=MessageStatus.STREAMING
     )
-    touch, params = _TOUCH, {"session_id": session_id, "touched": utcnow()}
-    if not session.summarized_message_count and session.title == DEFAULT_TITLE:
-        touch, params["new_title"] = _TOUCH_AND_NAME, prompting.title_from_message(text)
     try:
-        # In the order a flush would write them: the session's row, then its messages.
-        connection = await db.connection()
-        await connection.execute(touch, params)
         if stale:
             await connection.execute(_FAIL_STALE, {"stale": stale})
         await connection.execute(_INSERT_MESSAGES, [user_row, assistant_row])

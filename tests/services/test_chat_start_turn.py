@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -284,3 +286,82 @@ async def test_a_missing_session_is_not_found_like_another_users(
     with pytest.raises(NotFoundError) as missing:
         await chat_service.start_turn(db, actor=user, session_id=uuid.uuid4(), content="Hello")
     assert missing.value.public_message == conversations.SESSION_NOT_FOUND
+
+
+async def test_a_retry_while_its_reply_is_written_is_refused_and_a_stale_one_fails(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    await chat_service.start_turn(
+        db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
+    )
+    db.expunge_all()
+    # Retried while the reply is being written: refused, not replayed as an empty reply.
+    with pytest.raises(ConflictError):
+        await chat_service.start_turn(
+            db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
+        )
+    await db.rollback()
+
+    # The reply was left streaming by a crash: the retry fails it and replays that.
+    await db.exec(
+        update(ChatMessage)
+        .where(col(ChatMessage.session_id) == session_id)
+        .values(updated_at=utcnow() - timedelta(seconds=chat_service.STALE_REPLY_SECONDS + 1))
+    )
+    await db.commit()
+    db.expunge_all()
+    retried = await chat_service.start_turn(
+        db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
+    )
+    assert retried.replay is not None and retried.replay.status == MessageStatus.FAILED
+    saved = await _messages(db, session_id)
+    assert [(m.role, m.status) for m in saved] == [
+        (MessageRole.USER, MessageStatus.COMPLETE),
+        (MessageRole.ASSISTANT, MessageStatus.FAILED),
+    ]
+
+
+async def test_two_sends_at_once_to_one_session_let_one_through(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real, separate transactions: the second send waits for the first to commit."""
+    async with AsyncSession(engine, expire_on_commit=False) as db:
+        user = await make_user(db)
+        session_id = await _session(db, user)
+    read = chat_service._turn_context
+
+    async def slow_read(
+        db: AsyncSession, *, actor_id: uuid.UUID, session_id: uuid.UUID
+    ) -> tuple[object, list[object]]:
+        found = await read(db, actor_id=actor_id, session_id=session_id)
+        await asyncio.sleep(0.3)  # both requests have read, if nothing holds the second
+        return found
+
+    monkeypatch.setattr(chat_service, "_turn_context", slow_read)
+
+    async def send(text: str) -> object:
+        async with AsyncSession(engine, expire_on_commit=False) as db:
+            actor = await db.get(User, user.id)
+            assert actor is not None
+            try:
+                return await chat_service.start_turn(
+                    db, actor=actor, session_id=session_id, content=text
+                )
+            except ConflictError as refused:
+                return refused
+
+    try:
+        outcomes = await asyncio.gather(send("First"), send("Second"))
+        assert sorted(type(o).__name__ for o in outcomes) == ["ConflictError", "PreparedTurn"]
+        async with AsyncSession(engine) as db:
+            saved = await _messages(db, session_id)
+        assert [(m.role, m.status) for m in saved] == [
+            (MessageRole.USER, MessageStatus.COMPLETE),
+            (MessageRole.ASSISTANT, MessageStatus.STREAMING),
+        ]
+    finally:
+        async with AsyncSession(engine) as db:
+            await db.delete(await db.get(User, user.id))
+            await db.commit()
