@@ -185,16 +185,22 @@ class LocalServer(ABC):
         log.info(f"{self.event}.stopped")
 
     async def supervise(self, interval: float | None = None) -> None:
-        """Restart the server if it dies; one that keeps dying is retried less often."""
+        """Restart the server if it dies; one that keeps dying, or cannot be started
+        again (its port taken, say), is retried less and less often."""
         every = self.supervise_interval if interval is None else interval
-        wait = every
+        wait, failing = every, False
         while True:
             await asyncio.sleep(wait)
-            if self._process is None or self._process.poll() is None:
-                wait = every
+            process = self._process
+            if process is not None and process.poll() is None:
+                wait, failing = every, False
                 continue
-            log.warning(f"{self.event}.died", code=self._process.returncode)
-            self._process = None
+            if process is None and not failing:
+                continue  # not started here (not installed, say): nothing died
+            if process is not None:
+                log.warning(f"{self.event}.died", code=process.returncode)
+                self._process = None
+            failing = True
             try:
                 await self.start()
             except ConfigurationError as exc:

@@ -59,3 +59,35 @@ async def test_a_server_that_keeps_dying_is_restarted_less_and_less_often(tmp_pa
     # Each failed start takes about 0.25 s, so a fixed 0.05 s wait allows about 13
     # restarts in 4 s; doubling waits (0.05, 0.1, 0.2, 0.4, 0.8, 1.6) allow 5.
     assert 3 <= server.spawned - 1 <= 6, server.spawned
+
+
+class _OwnPortServer(_CrashingServer):
+    """A crashing server whose port must be its own: a listener there stops a start."""
+
+    event = "own_port_server"
+    port_setting = "HISTORA_TEST_SERVER_PORT"
+
+
+async def test_a_restart_refused_for_a_taken_port_is_tried_again(tmp_path: Path) -> None:
+    server = _OwnPortServer(tmp_path)
+    server.port_release_seconds = 0.05
+    await server.start(ready_timeout=5)
+    assert server.spawned == 1 and server.pid is None  # it died at once
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", server.port))
+    squatter.listen()
+    supervisor = asyncio.create_task(server.supervise(interval=0.05))
+    try:
+        # A restart waits for the port (0.5 s steps), then is refused: nothing spawned...
+        await asyncio.sleep(1.5)
+        assert server.spawned == 1
+        squatter.close()
+        # ...and once the port is free the supervisor still tries, and spawns it again.
+        await asyncio.sleep(3)
+        assert server.spawned > 1
+    finally:
+        squatter.close()
+        supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await supervisor
