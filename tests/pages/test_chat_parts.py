@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from histora.pages.chat.parts import with_piece, without_last
 
 
@@ -42,3 +44,8 @@ def test_dropping_the_last_item_takes_it_from_the_last_non_empty_piece() -> None
     assert without_last(([], [], [])) == ([], [], [])
     # The emptied piece is the next one an append fills, so the order holds.
     assert with_piece(without_last(([1], [2], [])), [3]) == ([1], [3], [])
+
+
+def test_a_single_piece_cannot_collapse() -> None:
+    with pytest.raises(ValueError, match="at least two pieces"):
+        with_piece(("x",), "y")

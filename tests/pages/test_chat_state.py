@@ -53,11 +53,11 @@ def _sent_per_append(state: ChatState, messages: list[ChatMessagePublic]) -> lis
 def test_each_message_added_on_the_page_is_sent_once() -> None:
     state = _chat_state()
     state._show([_message(n) for n in range(300)])
-    assert not state.is_empty and not any(state._conversation()[1:])
+    assert not state.is_empty and not any(state._conversation()[2:])
 
-    # 16 turns: each question and each reply is sent alone, the history never again.
-    assert _sent_per_append(state, [_message(n) for n in range(300, 332)]) == [1] * 32
-    assert _shown(state) == [f"message {n}" for n in range(332)]
+    # 15 turns: each question and each reply is sent alone, the history never again.
+    assert _sent_per_append(state, [_message(n) for n in range(300, 330)]) == [1] * 30
+    assert _shown(state) == [f"message {n}" for n in range(330)]
     # The lists hold the bubbles themselves, never Reflex's change-tracking proxies.
     stored = [bubble for part in state._conversation() for bubble in part]
     assert all(type(bubble) is ChatBubble for bubble in stored)
@@ -76,9 +76,15 @@ def test_a_long_visit_keeps_every_message_in_order_and_resends_little() -> None:
 
 def test_regenerate_drops_the_last_reply_wherever_it_is() -> None:
     state = _chat_state()
+    state._show([_message(n) for n in range(300)])
+    state.dirty_vars.clear()
+    state._drop_last()  # the last loaded reply: the opened history is not resent
+    assert "messages" not in state.dirty_vars
+    assert _shown(state) == [f"message {n}" for n in range(299)]
+
     state._show([_message(0), _message(1)])
     assert state.can_regenerate
-    state._drop_last()  # from the loaded history
+    state._drop_last()
     assert _shown(state) == ["message 0"] and not state.can_regenerate
 
     state._append(_message(1))

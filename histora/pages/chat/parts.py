@@ -18,6 +18,8 @@ Piece = TypeVar("Piece", str, list[Any])
 
 def with_piece(pieces: tuple[Piece, ...], addition: Piece) -> tuple[Piece, ...]:
     """``pieces`` after ``addition`` joins them (the non-empty pieces come first)."""
+    if len(pieces) < 2:
+        raise ValueError("a collapse needs at least two pieces")
     if not addition:
         return pieces
     for index, piece in enumerate(pieces):

@@ -132,7 +132,10 @@ class ChatState(rx.State):
 
     def _show(self, messages: list[ChatMessagePublic]) -> None:
         shown = [ChatBubble.of(m) for m in messages]
-        self._show_conversation((shown, *([] for _ in ADDED_NAMES)))
+        # The last message goes in the first added list: a regenerate or retry drops it
+        # from there, so the opened history is not resent.
+        added = (shown[-1:], *([] for _ in ADDED_NAMES[1:]))
+        self._show_conversation((shown[:-1], *added))
 
     def _conversation(self) -> tuple[list[ChatBubble], ...]:
         """The opened messages, then each added list. The stored values, not the
