@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, TypedDict, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import structlog
 from sqlalchemy import and_, bindparam, case, func, insert, update
@@ -155,25 +155,6 @@ class _RecentMessage(NamedTuple):
     content: str
     status: MessageStatus
     client_message_id: str | None
-    updated_at: datetime
-
-
-class _MessageRow(TypedDict):
-    """Every column of a new message, for a Core insert."""
-
-    id: uuid.UUID
-    session_id: uuid.UUID
-    role: MessageRole
-    content: str
-    status: MessageStatus
-    model: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    credits_charged: int
-    error: str | None
-    client_message_id: str | None
-    citations: list[dict[str, Any]]
-    created_at: datetime
     updated_at: datetime
 
 
@@ -468,11 +449,11 @@ async def start_turn(
         assert existing is not None
         return existing
     stale = [message.id for message in _stale_replies(recent)]
-    user_row = _message_row(
+    user_message, user_row = _new_message(
         session_id, at=now, role=MessageRole.USER, content=text, client_message_id=client_id
     )
     # Strictly later, so the reply always sorts after its question.
-    assistant_row = _message_row(
+    assistant, assistant_row = _new_message(
         session_id, at=now + _TICK, role=MessageRole.ASSISTANT, status=MessageStatus.STREAMING
     )
     try:
@@ -489,9 +470,8 @@ async def start_turn(
         session_id=session_id,
         character_id=session.character_id,
         voice=session.voice,
-        # What conversations.message_public gives for the saved row, without building one.
-        user_message=ChatMessagePublic.model_validate(user_row),
-        assistant_message_id=assistant_row["id"],
+        user_message=user_message,
+        assistant_message_id=assistant.id,
         summary=session.summary,
         history=_history(recent, first_position=first_position),
         user_position=first_position + len(recent),
@@ -499,7 +479,7 @@ async def start_turn(
     )
 
 
-def _message_row(
+def _new_message(
     session_id: uuid.UUID,
     *,
     at: datetime,
@@ -507,14 +487,15 @@ def _message_row(
     content: str = "",
     status: MessageStatus = MessageStatus.COMPLETE,
     client_message_id: str | None = None,
-) -> _MessageRow:
-    """A new message's row with every column given, as a flush of a new ChatMessage would.
+) -> tuple[ChatMessagePublic, dict[str, Any]]:
+    """A new message as the API shows it, and its row with every column given (as a
+    flush of a new ChatMessage would write it), for a Core insert.
 
     No ChatMessage is built: SQLModel inspects the signature of each ``default_factory``
     on every construction it has to call one for, and even with every value given a
     message costs more to build than its row.
     """
-    return _MessageRow(
+    message = ChatMessagePublic(
         id=new_id(),
         session_id=session_id,
         role=role,
@@ -528,8 +509,8 @@ def _message_row(
         client_message_id=client_message_id,
         citations=[],
         created_at=at,
-        updated_at=at,
     )
+    return message, {**message.model_dump(), "updated_at": at}
 
 
 async def _raced_send(

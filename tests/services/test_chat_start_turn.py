@@ -32,6 +32,15 @@ async def _answer(container: FakeProvidersContainer, turn: chat_service.Prepared
         pass
 
 
+async def _send_c1(
+    db: AsyncSession, user: User, session_id: uuid.UUID
+) -> chat_service.PreparedTurn:
+    """The send a client retries: always the same text and client message id."""
+    return await chat_service.start_turn(
+        db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
+    )
+
+
 async def _messages(db: AsyncSession, session_id: uuid.UUID) -> list[ChatMessage]:
     db.expunge_all()
     rows = await db.exec(
@@ -147,9 +156,7 @@ async def test_a_retry_older_than_the_summary_is_still_not_duplicated(
 ) -> None:
     user = await make_user(db)
     session_id = await _session(db, user)
-    first = await chat_service.start_turn(
-        db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
-    )
+    first = await _send_c1(db, user, session_id)
     await _answer(container, first)
     # The send is no longer among the messages a turn loads: the database's unique
     # constraint catches the duplicate, and the send is answered as a retry.
@@ -161,9 +168,7 @@ async def test_a_retry_older_than_the_summary_is_still_not_duplicated(
     await db.commit()
     db.expunge_all()
 
-    again = await chat_service.start_turn(
-        db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
-    )
+    again = await _send_c1(db, user, session_id)
 
     assert again.user_message.id == first.user_message.id
     assert again.replay is not None and again.replay.content == "An answer."
@@ -218,9 +223,7 @@ async def test_a_duplicate_send_racing_its_original_is_answered_as_a_retry(
 ) -> None:
     user = await make_user(db)
     session_id = await _session(db, user)
-    first = await chat_service.start_turn(
-        db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
-    )
+    first = await _send_c1(db, user, session_id)
     await _answer(container, first)
     db.expunge_all()
     answered = await db.get(ChatSession, session_id)
@@ -239,9 +242,7 @@ async def test_a_duplicate_send_racing_its_original_is_answered_as_a_retry(
 
     with monkeypatch.context() as patched:
         patched.setattr(chat_service, "_turn_context", before_the_original)
-        again = await chat_service.start_turn(
-            db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
-        )
+        again = await _send_c1(db, user, session_id)
 
     assert again.user_message == first.user_message
     assert again.replay is not None and again.replay.content == "An answer."
@@ -293,15 +294,11 @@ async def test_a_retry_while_its_reply_is_written_is_refused_and_a_stale_one_fai
 ) -> None:
     user = await make_user(db)
     session_id = await _session(db, user)
-    await chat_service.start_turn(
-        db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
-    )
+    await _send_c1(db, user, session_id)
     db.expunge_all()
     # Retried while the reply is being written: refused, not replayed as an empty reply.
     with pytest.raises(ConflictError):
-        await chat_service.start_turn(
-            db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
-        )
+        await _send_c1(db, user, session_id)
     await db.rollback()
 
     # The reply was left streaming by a crash: the retry fails it and replays that.
@@ -312,9 +309,7 @@ async def test_a_retry_while_its_reply_is_written_is_refused_and_a_stale_one_fai
     )
     await db.commit()
     db.expunge_all()
-    retried = await chat_service.start_turn(
-        db, actor=user, session_id=session_id, content="Hi", client_message_id="c-1"
-    )
+    retried = await _send_c1(db, user, session_id)
     assert retried.replay is not None and retried.replay.status == MessageStatus.FAILED
     saved = await _messages(db, session_id)
     assert [(m.role, m.status) for m in saved] == [
