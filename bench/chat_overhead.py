@@ -5,6 +5,8 @@ Everything runs on 127.0.0.1, each server in its own process (group):
 * a fake OpenAI-compatible model server with a fixed per-token delay
   (``python -m histora.testing.fake_openai_server``);
 * Histora's REST API alone, under uvicorn (``histora.api:create_api``);
+* a bare FastAPI relay of the same stream (``bench/passthrough_api.py``), the floor
+  that any service between client and model costs;
 * the whole Reflex app, production build, driven by headless Chromium.
 
 The baseline ("direct") streams the same completion straight from the model server,
@@ -211,6 +213,28 @@ def histora_api(env: dict[str, str], log_dir: Path) -> Iterator[str]:
         url = f"http://127.0.0.1:{port}/api/v1"
         wait_for_http(f"{url}/characters?limit=1", process, log_path, timeout=60)
         yield url
+
+
+@contextlib.contextmanager
+def passthrough_api(model_base_url: str, log_dir: Path) -> Iterator[str]:
+    """The floor: a bare FastAPI relay of the same stream (bench/passthrough_api.py)."""
+    port = free_port()
+    log_path = log_dir / "passthrough.log"
+    command = [
+        *("uvicorn", "--factory", "passthrough_api:create_app", "--app-dir", str(ROOT / "bench")),
+        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+        "--no-access-log",
+    ]
+    env = dict(os.environ) | {
+        "BENCH_MODEL_URL": model_base_url,
+        "BENCH_MODEL": MODEL,
+        "PYTHONPATH": str(ROOT),  # --app-dir replaces the working directory on the path
+    }
+    with running(command, env=env, log_path=log_path) as process:
+        wait_for_http(
+            f"http://127.0.0.1:{port}/openapi.json", process, log_path, timeout=SERVER_START_SECONDS
+        )
+        yield f"http://127.0.0.1:{port}/api/v1"
 
 
 @contextlib.contextmanager
@@ -440,21 +464,29 @@ def within(value: float, limit: float) -> bool | None:
     return None if math.isnan(value) else value <= limit
 
 
-def print_comparison(title: str, direct: Summary, histora: Summary) -> None:
+def print_comparison(
+    title: str, direct: Summary, histora: Summary, passthrough: Summary | None = None
+) -> None:
     print(f"\n{title}")
     columns = ("headers p50", "TTFT p50", "TTFT p95", "total p50", "total p95")
-    print(f"  {'':10}" + "".join(f"{c:>12}" for c in columns) + "  errors")
-    for name, row in (("direct", direct), ("Histora", histora)):
+    print(f"  {'':12}" + "".join(f"{c:>12}" for c in columns) + "  errors")
+    rows = [("direct", direct), ("Histora", histora)]
+    if passthrough is not None:
+        rows.insert(1, ("passthrough", passthrough))
+    for name, row in rows:
         cells = (row.headers_p50, row.ttft_p50, row.ttft_p95, row.total_p50, row.total_p95)
         print(
-            f"  {name:10}" + "".join(f"{ms(v):>12}" for v in cells) + f"  {row.errors}/{row.count}"
+            f"  {name:12}" + "".join(f"{ms(v):>12}" for v in cells) + f"  {row.errors}/{row.count}"
         )
         if row.first_error:
-            print(f"  {'':10}errors: {row.error_kinds}; first: {row.first_error}")
+            print(f"  {'':12}errors: {row.error_kinds}; first: {row.first_error}")
     added = (histora.ttft_p50 - direct.ttft_p50, histora.total_p50 - direct.total_p50)
-    print(f"  {'added p50':10}{'':12}{signed_ms(added[0]):>12}{'':12}{signed_ms(added[1]):>12}")
+    print(f"  {'added p50':12}{'':12}{signed_ms(added[0]):>12}{'':12}{signed_ms(added[1]):>12}")
+    if passthrough is not None:
+        own = (histora.ttft_p50 - passthrough.ttft_p50, histora.total_p50 - passthrough.total_p50)
+        print(f"  {'own p50':12}{'':12}{signed_ms(own[0]):>12}{'':12}{signed_ms(own[1]):>12}")
     ratios = (ratio(histora.ttft_p50, direct.ttft_p50), ratio(histora.total_p50, direct.total_p50))
-    print(f"  {'ratio p50':10}{'':12}{times(ratios[0]):>12}{'':12}{times(ratios[1]):>12}")
+    print(f"  {'ratio p50':12}{'':12}{times(ratios[0]):>12}{'':12}{times(ratios[1]):>12}")
 
 
 # ---------------------------------------------------------------- streaming clients
@@ -557,11 +589,13 @@ async def sequential(calls: Sequence[Callable[[], Awaitable[Sample]]]) -> list[S
 
 
 async def alternate(
-    direct: Callable[[], Awaitable[Sample]], histora: Sequence[Callable[[], Awaitable[Sample]]]
-) -> tuple[list[Sample], list[Sample]]:
-    """One direct request, then one Histora request, and so on: drift hits both alike."""
-    pairs = [(await direct(), await call()) for call in histora]
-    return [d for d, _ in pairs], [h for _, h in pairs]
+    direct: Callable[[], Awaitable[Sample]],
+    passthrough: Callable[[str], Awaitable[Sample]],
+    histora: Sequence[Callable[[], Awaitable[Sample]]],
+) -> tuple[list[Sample], list[Sample], list[Sample]]:
+    """Direct, passthrough, Histora, and again: drift hits all three alike."""
+    rounds = [(await direct(), await passthrough("-"), await call()) for call in histora]
+    return [r[0] for r in rounds], [r[1] for r in rounds], [r[2] for r in rounds]
 
 
 async def concurrent(calls: Sequence[Callable[[], Awaitable[Sample]]]) -> list[Sample]:
@@ -580,12 +614,15 @@ def new_client(connections: int) -> httpx.AsyncClient:
 class RestFigures:
     streams: int
     direct_one: Summary
+    passthrough_one: Summary
     histora_one: Summary
     direct_many: Summary
     histora_many: Summary
 
 
-async def bench_rest(opts: Options, model_url: str, api_url: str) -> RestFigures:
+async def bench_rest(
+    opts: Options, model_url: str, api_url: str, passthrough_url: str
+) -> RestFigures:
     n, runs = opts.streams, opts.warmups + opts.requests
     async with new_client(n + 10) as client:
         await use_api_key(client, api_url)
@@ -593,8 +630,11 @@ async def bench_rest(opts: Options, model_url: str, api_url: str) -> RestFigures
         many_ids = await create_sessions(client, api_url, n)
         direct = functools.partial(stream_direct, client, model_url)
         histora = [functools.partial(stream_histora, client, api_url, sid) for sid in one_ids]
-        await alternate(direct, histora[: opts.warmups])
-        direct_one, histora_one = await alternate(direct, histora[opts.warmups :])
+        passthrough = functools.partial(stream_histora, client, passthrough_url)
+        await alternate(direct, passthrough, histora[: opts.warmups])
+        direct_one, passthrough_one, histora_one = await alternate(
+            direct, passthrough, histora[opts.warmups :]
+        )
         direct_many = await concurrent([direct] * n)
         histora_many = await concurrent(
             [functools.partial(stream_histora, client, api_url, sid) for sid in many_ids]
@@ -602,6 +642,7 @@ async def bench_rest(opts: Options, model_url: str, api_url: str) -> RestFigures
     return RestFigures(
         streams=n,
         direct_one=Summary.of(direct_one),
+        passthrough_one=Summary.of(passthrough_one),
         histora_one=Summary.of(histora_one),
         direct_many=Summary.of(direct_many),
         histora_many=Summary.of(histora_many),
@@ -615,13 +656,14 @@ def run_rest(opts: Options, log_dir: Path) -> RestFigures:
     ) as model_url:
         env = histora_env(data_dir, model_url, opts.database_url)
         seed(env, log_dir)
-        with histora_api(env, log_dir) as api_url:
-            figures = asyncio.run(bench_rest(opts, model_url, api_url))
+        with histora_api(env, log_dir) as api_url, passthrough_api(model_url, log_dir) as floor:
+            figures = asyncio.run(bench_rest(opts, model_url, api_url, floor))
     print_comparison(
         f"REST SSE route, 1 stream ({opts.requests} sequential requests after "
         f"{opts.warmups} warm-ups)",
         figures.direct_one,
         figures.histora_one,
+        figures.passthrough_one,
     )
     print_comparison(
         f"REST SSE route, {figures.streams} concurrent streams (one session each)",
@@ -910,10 +952,14 @@ def marginal_wire_per_char(shorter: Reply, longer: Reply) -> float:
 
 def _rest_summary(rest: RestFigures) -> list[tuple[str, str, str, str]]:
     one_added = rest.histora_one.ttft_p50 - rest.direct_one.ttft_p50
+    floor_added = rest.passthrough_one.ttft_p50 - rest.direct_one.ttft_p50
+    own = rest.histora_one.ttft_p50 - rest.passthrough_one.ttft_p50
     many_added = rest.histora_many.ttft_p50 - rest.direct_many.ttft_p50
     return [
         ("REST added TTFT p50, 1 stream", ms(one_added), f"<= {TARGET_REST_ADDED_TTFT_MS:g} ms",
          verdict(within(one_added * 1000, TARGET_REST_ADDED_TTFT_MS))),
+        ("  of which any relay adds (passthrough)", ms(floor_added), "", ""),
+        ("  of which Histora's own work", ms(own), "", ""),
         ("REST TTFT ratio p50, 1 stream",
          times(ratio(rest.histora_one.ttft_p50, rest.direct_one.ttft_p50)), "", ""),
         ("REST total ratio p50, 1 stream",

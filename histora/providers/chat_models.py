@@ -18,6 +18,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Protocol, TypeVar
 
 import httpx
@@ -91,12 +92,15 @@ class _AttemptFailed(Exception):
         error_type: str,
         status: int | None = None,
         retry_after: float | None = None,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(error)
         self.error = error
         self.error_type = error_type
         self.status = status
         self.retry_after = retry_after
+        # No connection at all (refused, reset): nothing is listening at the address.
+        self.unreachable = unreachable
 
 
 def _attempt_failed(exc: BaseException, *, timeout_detail: str) -> _AttemptFailed:
@@ -117,7 +121,10 @@ def _attempt_failed(exc: BaseException, *, timeout_detail: str) -> _AttemptFaile
         return _AttemptFailed(timeout_detail, error_type=error_type)
     if isinstance(exc, openai.APIError) and not isinstance(exc, openai.APIConnectionError):
         return _AttemptFailed(f"error event in the stream (code {exc.code})", error_type=error_type)
-    return _AttemptFailed(error_type, error_type=error_type)
+    unreachable = isinstance(exc, openai.APIConnectionError) and not isinstance(
+        exc, openai.APITimeoutError
+    )
+    return _AttemptFailed(error_type, error_type=error_type, unreachable=unreachable)
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -220,6 +227,8 @@ def _token_count(value: object) -> int | None:
 
 # What _next_chunk returns once the stream has ended (a chunk may be any JSON, null too).
 _STREAM_END = object()
+# How often a send looks again for the local model server while it restarts.
+RESTART_POLL_SECONDS = 0.25
 
 
 async def _next_chunk(response: openai.AsyncStream[object], deadline: float) -> object:
@@ -345,22 +354,35 @@ class OpenAICompatibleChatModel:
         attempts: list[ModelAttempt] = []
         budget = _RetryBudget(self._retry_budget_seconds)
         for spec in self._models:
-            for try_number in (1, 2):
+            tries = 0
+            while True:
+                tries += 1
                 try:
                     return await attempt(spec)
                 except _AttemptFailed as failure:
-                    attempts.append(ModelAttempt(model=spec.name, error=failure.error))
-                    log.warning(
-                        "chat_model_attempt_failed",
-                        provider=self._provider_name,
-                        model=spec.name,
-                        error_type=failure.error_type,
-                        status=failure.status,
-                        retry_after=failure.retry_after,
-                    )
-                    if try_number == 2 or not await budget.wait(failure.retry_after):
+                    this_attempt = ModelAttempt(model=spec.name, error=failure.error)
+                    # A model polled while it restarts fails the same way many times:
+                    # say so once.
+                    if not attempts or attempts[-1] != this_attempt:
+                        attempts.append(this_attempt)
+                        log.warning(
+                            "chat_model_attempt_failed",
+                            provider=self._provider_name,
+                            model=spec.name,
+                            error_type=failure.error_type,
+                            status=failure.status,
+                            retry_after=failure.retry_after,
+                        )
+                    if not await budget.wait(self._wait_before_retry(failure, tries=tries)):
                         break
         raise ModelUnavailableError(attempts)
+
+    def _wait_before_retry(self, failure: _AttemptFailed, *, tries: int) -> float | None:
+        """Seconds to wait before trying the same model again, or None to move on.
+
+        A remote model is retried once, and only when its 429 said when.
+        """
+        return failure.retry_after if tries == 1 else None
 
     async def _open_stream(
         self,
@@ -468,11 +490,24 @@ class OpenAICompatibleChatModel:
 
 
 class LocalChatModel(OpenAICompatibleChatModel):
-    """The embedded llama-server: healthy only when it is installed and answering."""
+    """The embedded llama-server: healthy only when it is installed and answering.
+
+    There is no other model to fall back to, and when it is unreachable or still
+    loading its weights it is almost always being restarted by its supervisor (which
+    looks every second). So a send waits for it, polling within the retry budget,
+    rather than failing a user who pressed Retry a moment after a crash.
+    """
 
     def __init__(self, *, installed_problem: str | None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._installed_problem = installed_problem
+
+    def _wait_before_retry(self, failure: _AttemptFailed, *, tries: int) -> float | None:
+        if self._installed_problem is None and (
+            failure.unreachable or failure.status == HTTPStatus.SERVICE_UNAVAILABLE
+        ):
+            return RESTART_POLL_SECONDS
+        return super()._wait_before_retry(failure, tries=tries)
 
     async def check_health(self) -> ComponentHealth:
         if self._installed_problem:

@@ -16,7 +16,11 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 from structlog.testing import capture_logs
 
-from histora.providers.chat_models import OpenAICompatibleChatModel, retry_after_seconds
+from histora.providers.chat_models import (
+    LocalChatModel,
+    OpenAICompatibleChatModel,
+    retry_after_seconds,
+)
 from histora.providers.chat_types import (
     ModelSpec,
     ModelStreamError,
@@ -315,6 +319,101 @@ async def test_stream_raises_unavailable_when_server_is_unreachable(make_model: 
         ("a", "APIConnectionError"),
         ("b", "APIConnectionError"),
     ]
+
+
+def _local_model(
+    base_url: str, *, retry_budget_seconds: float = 5.0, installed_problem: str | None = None
+) -> LocalChatModel:
+    return LocalChatModel(
+        installed_problem=installed_problem,
+        provider_name="local",
+        base_url=base_url,
+        api_key=None,
+        models=[ModelSpec(name="local")],
+        timeout_seconds=5,
+        retry_budget_seconds=retry_budget_seconds,
+    )
+
+
+async def test_the_local_model_is_waited_for_while_its_server_restarts() -> None:
+    """A Retry pressed just after a crash gets the reply once the supervisor is done."""
+    port = _closed_port()
+    model = _local_model(f"http://127.0.0.1:{port}/v1")
+    restarted = FakeOpenAIServer({"local": ModelScript(reply="Back again.")}, port=port)
+
+    async def restart_later() -> None:
+        await asyncio.sleep(0.6)
+        async with restarted.serve():
+            await asyncio.sleep(5)
+
+    restart = asyncio.create_task(restart_later())
+    try:
+        started = time.monotonic()
+        deltas, end = await _collect(model)
+        waited = time.monotonic() - started
+    finally:
+        restart.cancel()
+        await asyncio.gather(restart, return_exceptions=True)
+        await model.aclose()
+
+    assert "".join(deltas) == "Back again." and end.model == "local"
+    assert waited >= 0.5
+    assert restarted.requests["local"] == 1
+
+
+async def test_the_local_model_is_waited_for_while_it_loads_its_weights(
+    server: FakeOpenAIServer,
+) -> None:
+    # llama-server answers 503 until its weights are loaded.
+    server.register("local", ModelScript(reply="Loaded.", status_code=503, status_times=3))
+    model = _local_model(server.base_url)
+    try:
+        deltas, _ = await _collect(model)
+    finally:
+        await model.aclose()
+
+    assert "".join(deltas) == "Loaded."
+    assert server.requests["local"] == 4
+
+
+async def test_a_local_model_that_stays_down_fails_once_the_budget_is_spent() -> None:
+    model = _local_model(f"http://127.0.0.1:{_closed_port()}/v1", retry_budget_seconds=0.6)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ModelUnavailableError) as raised:
+            await _collect(model)
+        waited = time.monotonic() - started
+    finally:
+        await model.aclose()
+
+    assert waited >= 0.5
+    # Polled several times, reported once.
+    assert [(a.model, a.error) for a in raised.value.attempts] == [("local", "APIConnectionError")]
+
+
+async def test_a_local_model_that_is_not_installed_is_not_waited_for(
+    server: FakeOpenAIServer,
+) -> None:
+    server.register("local", ModelScript(status_code=503, status_times=1))
+    model = _local_model(server.base_url, installed_problem="llama-server not installed")
+    try:
+        with pytest.raises(ModelUnavailableError):
+            await _collect(model)
+    finally:
+        await model.aclose()
+
+    assert server.requests["local"] == 1
+
+
+async def test_a_remote_model_answering_503_is_not_polled(
+    server: FakeOpenAIServer, make_model: MakeModel
+) -> None:
+    server.register("a", ModelScript(status_code=503, status_times=1))
+
+    with pytest.raises(ModelUnavailableError):
+        await _collect(make_model("a"))
+
+    assert server.requests["a"] == 1
 
 
 async def test_stream_falls_back_on_first_token_timeout(
