@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from reflex.utils import format
+
 from histora.models import MessageRole, MessageStatus
 from histora.models.chat import ChatBubble, ChatMessagePublic, SessionLink
-from histora.pages.chat.state import ADDED_NAMES, ChatState, _starter_index
+from histora.pages.chat.state import ADDED_NAMES, STATE_NAME, ChatState, _starter_index
 from tests.support import reflex_root, substate
 
 SESSION = uuid.uuid4()
@@ -101,6 +103,25 @@ def test_an_empty_conversation_shows_the_starters() -> None:
     assert state.is_empty and not state.can_regenerate
     state._append(_message(0))
     assert not state.is_empty
+    state._drop_last()
+    assert state.is_empty
+    for n in range(80):  # past two collapses of the added lists
+        state._append(_message(n))
+        assert not state.is_empty
+    for _ in range(80):
+        state._drop_last()
+    assert state.is_empty and not any(state._conversation())
+
+
+def test_a_turn_leaves_whether_the_conversation_is_empty_unsent() -> None:
+    state = _chat_state()
+    state._show([_message(0), _message(1)])
+    state.get_delta()
+    state._clean()
+    state._append(_message(2))
+    delta = state.get_delta()[ChatState.get_full_name()]
+    assert "a1_rx_state_" in delta
+    assert "is_empty_rx_state_" not in delta
 
 
 def test_only_a_starter_position_the_figure_has_fills_the_composer() -> None:
@@ -131,3 +152,10 @@ def test_conversations_joining_the_top_of_the_list_are_sent_alone() -> None:
     reordered = [listed[7], started, *listed[:7], *listed[8:]]
     state._show_sessions(reordered)
     assert state._listed_sessions() == reordered and state.newer_sessions == []
+
+
+def test_the_state_has_a_short_name_for_its_deltas() -> None:
+    full_name = f"reflex___state____state.{STATE_NAME}"
+    assert ChatState.get_full_name() == full_name
+    # The page's events are addressed by that name too.
+    assert format.format_event_handler(ChatState.send) == f"{full_name}.send"

@@ -5,37 +5,28 @@ the websocket once. Only when every chunk is taken (a reply of about ``CHUNKS`` 
 some 4,000 characters) do they collapse into the first, resending the reply so far.
 
 Every flush's frame names the state it changes, so this state has a short name of its
-own instead of the module path Reflex would derive (about 40 bytes less per frame).
+own (``short_state_name``).
 """
 
 from __future__ import annotations
 
 import functools
 import operator
-from typing import Any
 
 import reflex as rx
 
 from histora.models.documents import CitationPublic
 from histora.pages.chat.parts import with_piece
+from histora.state.naming import short_state_name
 
 CHUNKS = 32
 STATE_NAME = "chat_draft"
 
 
-def _short_state_name(cls: type[Any]) -> str:
-    return STATE_NAME
-
-
-# Reflex refuses a state member that replaces one of its own methods unless the
-# function carries this flag (what its own overrides use).
-_short_state_name.__override_base_method__ = True  # type: ignore[attr-defined]
-
-
 class ChatDraft(rx.State):
     """The streaming reply's text (``c0`` + ``c1`` + …) and the passages it may cite."""
 
-    get_name = classmethod(_short_state_name)  # type: ignore[assignment]
+    get_name = short_state_name(STATE_NAME)
 
     sources: list[CitationPublic] = []
     c0: str = ""

@@ -17,6 +17,7 @@ from histora.pages.chat.parts import with_piece, without_last
 from histora.services import characters as characters_service
 from histora.services import chat as chat_service
 from histora.services import conversations
+from histora.state.naming import short_state_name
 from histora.state.session import SessionState
 
 # DESIGN rule 10: flush the draft in batches, not per token. Each websocket frame
@@ -58,11 +59,16 @@ def _parse_uuid(value: str) -> uuid.UUID | None:
         return None
 
 
+STATE_NAME = "chat"
+
 # What a send returns to Reflex: nothing, or the events to run next.
 Followups = rx.event.EventSpec | list[rx.event.EventSpec | rx.event.EventHandler] | None
 
 
 class ChatState(rx.State):
+    # Every turn's deltas name this state: a short name saves about 40 bytes a frame.
+    get_name = short_state_name(STATE_NAME)
+
     character: CharacterPublic | None = None
     not_found: bool = False
     sessions: list[SessionLink] = []
@@ -116,9 +122,12 @@ class ChatState(rx.State):
         last = next((part for part in reversed(self._conversation()) if part), [])
         return not self.streaming and bool(last) and last[-1].role == "assistant"
 
-    @rx.var(deps=["messages", *ADDED_NAMES], auto_deps=False)
+    # The added lists fill in order (parts.py), so the conversation is empty exactly when
+    # the opened messages and the first added list are: a turn that fills a later list
+    # leaves this var out of its frames.
+    @rx.var(deps=["messages", "a0"], auto_deps=False)
     def is_empty(self) -> bool:
-        return not any(self._conversation())
+        return not (self.get_value("messages") or self.get_value("a0"))
 
     def _assign(self, **values: object) -> None:
         """Set these vars, skipping the ones that already hold the value: Reflex resends
