@@ -36,7 +36,9 @@ def create_app() -> FastAPI:
         provider_name="passthrough",
         base_url=os.environ["BENCH_MODEL_URL"],
         api_key="bench",
-        models=[ModelSpec(name=os.environ["BENCH_MODEL"])],
+        # A limit no bench reply reaches (Histora's own is its settings' 700), so the
+        # fake server never cuts the passthrough's replies short.
+        models=[ModelSpec(name=os.environ["BENCH_MODEL"], max_tokens=100_000)],
         timeout_seconds=60,
     )
     app = FastAPI()

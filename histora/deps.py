@@ -68,6 +68,7 @@ class Container:
             )
             return LocalChatModel(
                 installed_problem=server.installation_problem(),
+                may_come_back=server.may_come_back,
                 provider_name="local",
                 base_url=server.base_url,
                 api_key=None,

@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     ]
     model_timeout_seconds: float = Field(default=60.0, gt=0)  # whole reply, per model
     model_first_token_timeout_seconds: float = Field(default=30.0, gt=0)
-    model_retry_budget_seconds: float = Field(default=10.0, ge=0)  # Retry-After sleeps per call
+    # Seconds one reply may wait: on Retry-After, or for the local model to restart.
+    model_retry_budget_seconds: float = Field(default=10.0, ge=0)
     model_temperature: float = Field(default=0.7, ge=0, le=2)
     model_max_tokens: int = Field(default=700, ge=16)
     model_context_window: int = Field(default=16000, ge=1024)

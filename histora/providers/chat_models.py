@@ -5,7 +5,8 @@ the embedded local model server; only the base URL, key and model names differ.
 
 Each call walks a fallback chain of models. Until the first piece of text arrives
 nothing has been shown to the user, so any failure moves on to the next model (a 429
-with a short Retry-After first earns one retry of the same model). Once text has
+with a short Retry-After first earns one retry of the same model; the embedded local
+model, which has nothing to fall back to, is waited for while it restarts). Once text has
 streamed, a failure is final: it raises ``ModelStreamError`` and the caller keeps the
 partial reply, since restarting on another model would contradict what was shown.
 """
@@ -99,7 +100,8 @@ class _AttemptFailed(Exception):
         self.error_type = error_type
         self.status = status
         self.retry_after = retry_after
-        # No connection at all (refused, reset): nothing is listening at the address.
+        # The connection was refused: nothing listens at the address (yet). A connection
+        # dropped after it was made is not this: the server may have died of the request.
         self.unreachable = unreachable
 
 
@@ -121,10 +123,19 @@ def _attempt_failed(exc: BaseException, *, timeout_detail: str) -> _AttemptFaile
         return _AttemptFailed(timeout_detail, error_type=error_type)
     if isinstance(exc, openai.APIError) and not isinstance(exc, openai.APIConnectionError):
         return _AttemptFailed(f"error event in the stream (code {exc.code})", error_type=error_type)
-    unreachable = isinstance(exc, openai.APIConnectionError) and not isinstance(
-        exc, openai.APITimeoutError
-    )
-    return _AttemptFailed(error_type, error_type=error_type, unreachable=unreachable)
+    return _AttemptFailed(error_type, error_type=error_type, unreachable=_refused(exc))
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the connection was refused (the SDK wraps the OS error a few levels down)."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -354,17 +365,17 @@ class OpenAICompatibleChatModel:
         attempts: list[ModelAttempt] = []
         budget = _RetryBudget(self._retry_budget_seconds)
         for spec in self._models:
-            tries = 0
+            tries, polls = 0, 0
             while True:
                 tries += 1
                 try:
-                    return await attempt(spec)
+                    result = await attempt(spec)
                 except _AttemptFailed as failure:
-                    this_attempt = ModelAttempt(model=spec.name, error=failure.error)
-                    # A model polled while it restarts fails the same way many times:
-                    # say so once.
-                    if not attempts or attempts[-1] != this_attempt:
-                        attempts.append(this_attempt)
+                    poll = self._restart_poll_seconds(failure)
+                    # A server polled while it restarts fails alike many times: its
+                    # failure is recorded once, and how long it was waited for at the end.
+                    if poll is None or polls == 0 or attempts[-1].error != failure.error:
+                        attempts.append(ModelAttempt(model=spec.name, error=failure.error))
                         log.warning(
                             "chat_model_attempt_failed",
                             provider=self._provider_name,
@@ -373,16 +384,25 @@ class OpenAICompatibleChatModel:
                             status=failure.status,
                             retry_after=failure.retry_after,
                         )
-                    if not await budget.wait(self._wait_before_retry(failure, tries=tries)):
-                        break
+                    if poll is not None and await budget.wait(poll):
+                        polls += 1
+                        continue
+                    if poll is None and tries == 1 and await budget.wait(failure.retry_after):
+                        continue  # a 429 that said when: once
+                    if polls:
+                        log.warning(
+                            "chat_model_restart_wait_exhausted", model=spec.name, polls=polls
+                        )
+                    break
+                if polls:
+                    log.info("chat_model_back_after_restart", model=spec.name, polls=polls)
+                return result
         raise ModelUnavailableError(attempts)
 
-    def _wait_before_retry(self, failure: _AttemptFailed, *, tries: int) -> float | None:
-        """Seconds to wait before trying the same model again, or None to move on.
-
-        A remote model is retried once, and only when its 429 said when.
-        """
-        return failure.retry_after if tries == 1 else None
+    def _restart_poll_seconds(self, failure: _AttemptFailed) -> float | None:
+        """How long to wait before looking again for a model being restarted, or None
+        when its failure is not that. A remote model is never restarted by this app."""
+        return None
 
     async def _open_stream(
         self,
@@ -492,22 +512,29 @@ class OpenAICompatibleChatModel:
 class LocalChatModel(OpenAICompatibleChatModel):
     """The embedded llama-server: healthy only when it is installed and answering.
 
-    There is no other model to fall back to, and when it is unreachable or still
-    loading its weights it is almost always being restarted by its supervisor (which
-    looks every second). So a send waits for it, polling within the retry budget,
-    rather than failing a user who pressed Retry a moment after a crash.
+    There is no other model to fall back to, and when it refuses connections or is
+    still loading its weights it is almost always being restarted by its supervisor
+    (which looks every second). So a send waits for it, polling within the retry
+    budget, rather than failing a user who pressed Retry a moment after a crash;
+    unless ``may_come_back`` says the supervisor's last restart failed.
     """
 
-    def __init__(self, *, installed_problem: str | None, **kwargs: object) -> None:
+    def __init__(
+        self,
+        *,
+        installed_problem: str | None,
+        may_come_back: Callable[[], bool] = lambda: True,
+        **kwargs: object,
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._installed_problem = installed_problem
+        self._may_come_back = may_come_back
 
-    def _wait_before_retry(self, failure: _AttemptFailed, *, tries: int) -> float | None:
-        if self._installed_problem is None and (
-            failure.unreachable or failure.status == HTTPStatus.SERVICE_UNAVAILABLE
-        ):
+    def _restart_poll_seconds(self, failure: _AttemptFailed) -> float | None:
+        restarting = failure.unreachable or failure.status == HTTPStatus.SERVICE_UNAVAILABLE
+        if restarting and self._installed_problem is None and self._may_come_back():
             return RESTART_POLL_SECONDS
-        return super()._wait_before_retry(failure, tries=tries)
+        return None
 
     async def check_health(self) -> ComponentHealth:
         if self._installed_problem:

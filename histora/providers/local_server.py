@@ -87,6 +87,8 @@ class LocalServer(ABC):
         self._process: subprocess.Popen[bytes] | None = None
         # The supervisor and a caller may both try to restart a dead server.
         self._start_lock = asyncio.Lock()
+        # The last restart did not bring the server back: the next try is a while off.
+        self._restart_failed = False
 
     def installation_problem(self) -> str | None:
         """Why the server cannot run here, or None when it is installed."""
@@ -95,6 +97,12 @@ class LocalServer(ABC):
     @abstractmethod
     def _command(self) -> list[str]:
         """The command line that starts this server (each kind of server has its own)."""
+
+    def may_come_back(self) -> bool:
+        """Whether a server that does not answer is likely back within seconds: true
+        unless this process supervises it and its last restart failed (a server
+        supervised by another worker is assumed to be on its way back)."""
+        return not self._restart_failed
 
     @property
     def pid(self) -> int | None:
@@ -193,7 +201,7 @@ class LocalServer(ABC):
             await asyncio.sleep(wait)
             process = self._process
             if process is not None and process.poll() is None:
-                wait, failing = every, False
+                wait, failing, self._restart_failed = every, False, False
                 continue
             if process is None and not failing:
                 continue  # not started here (not installed, say): nothing died
@@ -205,7 +213,8 @@ class LocalServer(ABC):
                 await self.start()
             except ConfigurationError as exc:
                 log.error(f"{self.event}.restart_failed", reason=str(exc))
-            if self.pid is None:  # it did not come back: back off, up to a minute
+            self._restart_failed = self.pid is None
+            if self._restart_failed:  # it did not come back: back off, up to a minute
                 wait = min(wait * 2, MAX_RESTART_BACKOFF_SECONDS)
 
     @contextlib.asynccontextmanager

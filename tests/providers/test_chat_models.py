@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from email.utils import formatdate
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -19,6 +20,7 @@ from structlog.testing import capture_logs
 from histora.providers.chat_models import (
     LocalChatModel,
     OpenAICompatibleChatModel,
+    _RetryBudget,
     retry_after_seconds,
 )
 from histora.providers.chat_types import (
@@ -322,10 +324,15 @@ async def test_stream_raises_unavailable_when_server_is_unreachable(make_model: 
 
 
 def _local_model(
-    base_url: str, *, retry_budget_seconds: float = 5.0, installed_problem: str | None = None
+    base_url: str,
+    *,
+    retry_budget_seconds: float = 5.0,
+    installed_problem: str | None = None,
+    may_come_back: bool = True,
 ) -> LocalChatModel:
     return LocalChatModel(
         installed_problem=installed_problem,
+        may_come_back=lambda: may_come_back,
         provider_name="local",
         base_url=base_url,
         api_key=None,
@@ -391,11 +398,24 @@ async def test_a_local_model_that_stays_down_fails_once_the_budget_is_spent() ->
     assert [(a.model, a.error) for a in raised.value.attempts] == [("local", "APIConnectionError")]
 
 
-async def test_a_local_model_that_is_not_installed_is_not_waited_for(
-    server: FakeOpenAIServer,
+@pytest.mark.parametrize(
+    ("script", "options"),
+    [
+        # Not installed: nothing will come back.
+        (ModelScript(status_code=503, status_times=1), {"installed_problem": "not installed"}),
+        # Its supervisor's last restart failed: the next try is a while off.
+        (ModelScript(status_code=503, status_times=1), {"may_come_back": False}),
+        # It dropped the request: a server that died of a request would die of it again,
+        # and take the other replies in progress with it.
+        (ModelScript(drop_after_tokens=0), {}),
+    ],
+    ids=["not-installed", "restart-failed", "request-dropped"],
+)
+async def test_a_local_model_is_not_waited_for_when_it_will_not_come_back(
+    server: FakeOpenAIServer, script: ModelScript, options: dict[str, Any]
 ) -> None:
-    server.register("local", ModelScript(status_code=503, status_times=1))
-    model = _local_model(server.base_url, installed_problem="llama-server not installed")
+    server.register("local", script)
+    model = _local_model(server.base_url, **options)
     try:
         with pytest.raises(ModelUnavailableError):
             await _collect(model)
@@ -403,6 +423,25 @@ async def test_a_local_model_that_is_not_installed_is_not_waited_for(
         await model.aclose()
 
     assert server.requests["local"] == 1
+
+
+async def test_a_remote_model_refusing_connections_is_not_polled(
+    make_model: MakeModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float | None] = []
+    budget_wait = _RetryBudget.wait
+
+    async def recording(self: _RetryBudget, seconds: float | None) -> bool:
+        waits.append(seconds)
+        return await budget_wait(self, seconds)
+
+    monkeypatch.setattr(_RetryBudget, "wait", recording)
+    model = make_model("a", "b", base_url=f"http://127.0.0.1:{_closed_port()}/v1")
+
+    with pytest.raises(ModelUnavailableError):
+        await _collect(model)
+
+    assert waits == [None, None]  # one try each, no wait asked for
 
 
 async def test_a_remote_model_answering_503_is_not_polled(

@@ -55,10 +55,43 @@ async def test_a_server_that_keeps_dying_is_restarted_less_and_less_often(tmp_pa
     await server.start(ready_timeout=5)
     assert server.spawned == 1 and server.pid is None
 
+    assert server.may_come_back()  # nothing has been tried yet
+
     await _supervise_for(server, seconds=4, interval=0.05)
     # Each failed start takes about 0.25 s, so a fixed 0.05 s wait allows about 13
     # restarts in 4 s; doubling waits (0.05, 0.1, 0.2, 0.4, 0.8, 1.6) allow 5.
     assert 3 <= server.spawned - 1 <= 6, server.spawned
+    # Its restarts fail: a chat send should not wait for it.
+    assert not server.may_come_back()
+
+
+class _FlakyServer(_CrashingServer):
+    """Stays up, except that its second start fails; healthy while its process runs."""
+
+    def _command(self) -> list[str]:
+        if self.spawned == 2:
+            return super()._command()
+        return [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    async def is_healthy(self, wait_seconds: float = 1.0) -> bool:
+        return self.pid is not None
+
+
+async def test_a_server_back_after_a_failed_restart_may_come_back_again(
+    tmp_path: Path,
+) -> None:
+    server = _FlakyServer(tmp_path)
+    try:
+        await server.start(ready_timeout=5)
+        assert server._process is not None
+        server._process.kill()  # a crash
+        server._process.wait()
+        # The first restart fails at once, the next one brings it back.
+        await _supervise_for(server, seconds=1.5, interval=0.05)
+        assert server.spawned == 3 and server.pid is not None
+        assert server.may_come_back()
+    finally:
+        await server.stop()
 
 
 class _OwnPortServer(_CrashingServer):
