@@ -9,7 +9,15 @@ from reflex.utils import format
 
 from histora.models import MessageRole, MessageStatus
 from histora.models.chat import ChatBubble, ChatMessagePublic, SessionLink
-from histora.pages.chat.state import ADDED_NAMES, STATE_NAME, ChatState, _starter_index
+from histora.pages.chat.draft import CHUNKS
+from histora.pages.chat.state import (
+    ADDED_NAMES,
+    FLUSH_MIN_CHARS,
+    STATE_NAME,
+    ChatState,
+    _should_flush,
+    _starter_index,
+)
 from tests.support import reflex_root, substate
 
 SESSION = uuid.uuid4()
@@ -159,3 +167,30 @@ def test_the_state_has_a_short_name_for_its_deltas() -> None:
     assert ChatState.get_full_name() == full_name
     # The page's events are addressed by that name too.
     assert format.format_event_handler(ChatState.send) == f"{full_name}.send"
+
+
+def _flushes(*, chars_per_token: int, token_seconds: float, seconds: float) -> list[int]:
+    """The characters of each flush for a model streaming at this pace."""
+    sizes: list[int] = []
+    pending, last_flush = 0, -1e9
+    for step in range(1, int(seconds / token_seconds) + 1):
+        now = step * token_seconds
+        pending += chars_per_token
+        if _should_flush(pending, now - last_flush, len(sizes)):
+            sizes.append(pending)
+            pending, last_flush = 0, now
+    return sizes
+
+
+def test_a_reply_starts_at_once_in_small_flushes_and_a_long_one_fits_the_chunks() -> None:
+    fast = _flushes(chars_per_token=5, token_seconds=0.01, seconds=17)  # 8,500 characters
+    slow = _flushes(chars_per_token=4, token_seconds=0.1, seconds=17)  # 40 characters a second
+    for sizes in (fast, slow):
+        assert len(sizes) <= CHUNKS, len(sizes)
+    # The first text shows at once, and the next few flushes are about as small as at
+    # fixed limits (120 characters, or 0.25 s: 10 characters of the slow model).
+    assert fast[0] == 5 and slow[0] == 4
+    assert max(fast[1:4]) <= 1.3 * FLUSH_MIN_CHARS and max(slow[1:4]) <= 16
+    # A model that keeps going for a minute still gets a flush at least every 0.75 s.
+    minute = _flushes(chars_per_token=4, token_seconds=0.05, seconds=60)
+    assert len(minute) >= 60 / 0.75

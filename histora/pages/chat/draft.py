@@ -1,8 +1,9 @@
 """The reply being streamed on the chat page, held in chunk vars (see parts.py).
 
 Each flush writes only its new text, into the next empty chunk var, so the text crosses
-the websocket once. Only when every chunk is taken (a reply of about ``CHUNKS`` flushes,
-some 4,000 characters) do they collapse into the first, resending the reply so far.
+the websocket once. Only when every chunk is taken (``CHUNKS`` flushes: about 18 s or
+8,800 characters of reply, as the page spaces them) do they collapse into the first,
+resending the reply so far.
 
 Every flush's frame names the state it changes, so this state has a short name of its
 own (``short_state_name``).

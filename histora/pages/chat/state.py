@@ -27,6 +27,12 @@ from histora.state.session import SessionState
 FLUSH_SECONDS = 0.1
 FLUSH_MIN_CHARS = 120
 FLUSH_MAX_SECONDS = 0.25
+# A long reply's flushes space out: after n flushes both limits are (1 + n / 12) times
+# larger, the wait at most FLUSH_LONGEST_SECONDS. The draft's 32 chunk vars then hold
+# about 18 s or 8,800 characters of reply before they collapse, resending it (draft.py);
+# at fixed limits, a fast model's 4,000 characters or a slow one's 8 s filled them.
+FLUSH_STRETCH = 12
+FLUSH_LONGEST_SECONDS = 0.75
 # The conversation: the messages it was opened with, then the ones added while the page
 # is open, each in the next of ADDED_LISTS list vars (see parts.py): a turn sends its
 # question and its reply once, not the conversation again.
@@ -36,10 +42,12 @@ ADDED_NAMES = tuple(f"a{index}" for index in range(ADDED_LISTS))
 MESSAGES_SHOWN = 500
 
 
-def _should_flush(pending_chars: int, since_flush: float) -> bool:
-    if since_flush >= FLUSH_MAX_SECONDS:
+def _should_flush(pending_chars: int, since_flush: float, flushes: int) -> bool:
+    """Whether the draft's pending text goes out now, after ``flushes`` flushes."""
+    stretch = 1 + flushes / FLUSH_STRETCH
+    if since_flush >= min(FLUSH_MAX_SECONDS * stretch, FLUSH_LONGEST_SECONDS):
         return True
-    return since_flush >= FLUSH_SECONDS and pending_chars >= FLUSH_MIN_CHARS
+    return since_flush >= FLUSH_SECONDS and pending_chars >= FLUSH_MIN_CHARS * stretch
 
 
 def _route_character_id(path: str) -> str:
@@ -315,7 +323,7 @@ class ChatState(rx.State):
         container = deps.get_container()
         stop = [False]
         pending: list[str] = []
-        pending_chars = 0
+        pending_chars, flushes = 0, 0
         last_flush = 0.0  # the first piece of text shows at once
         final: chat_service.ReplyDone | chat_service.ReplyFailed | None = None
         async for event in chat_service.stream_turn(
@@ -332,13 +340,13 @@ class ChatState(rx.State):
             elif isinstance(event, chat_service.ReplyDelta):
                 pending.append(event.text)
                 pending_chars += len(event.text)
-                if _should_flush(pending_chars, time.monotonic() - last_flush):
+                if _should_flush(pending_chars, time.monotonic() - last_flush, flushes):
                     async with self:
                         if self._is_showing(turn):
                             (await self.get_state(ChatDraft))._add("".join(pending))
                             stop[0] = self._stop_requested
                     pending.clear()
-                    pending_chars = 0
+                    pending_chars, flushes = 0, flushes + 1
                     last_flush = time.monotonic()
             else:
                 final = event
