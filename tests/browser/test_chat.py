@@ -198,3 +198,36 @@ def test_all_conversations_are_listed_and_archived_ones_come_back(app_url: str, 
     links.filter(has_text="Socrates").click()
     expect(page).to_have_url(re.compile(r"/chat/socrates/?\?session="))
     expect(page.get_by_test_id("user-message")).to_have_text("Hello, socrates!")
+
+
+def test_a_document_added_before_the_first_question_starts_the_conversation(
+    app_url: str, page: Page, tmp_path: Path
+) -> None:
+    notes = tmp_path / "symposium-notes.txt"
+    notes.write_text("Notes on the Symposium: Diotima teaches Socrates about love.\n" * 20)
+    sign_up(page, app_url, f"notes-{uuid.uuid4().hex[:8]}@example.com")
+    page.goto(f"{app_url}/chat/socrates")
+    expect(page.get_by_test_id("session-link")).to_have_count(0)
+
+    documents = page.get_by_test_id("chat-documents")
+    documents.get_by_test_id("upload-zone").locator("input[type=file]").set_input_files(notes)
+    expect(documents.get_by_test_id("upload-accepted")).to_contain_text(notes.name)
+    expect(documents.get_by_test_id("document-row")).to_contain_text(notes.name)
+    # The upload started a conversation: it joins the sidebar, and gets its address.
+    expect(page.get_by_test_id("session-link")).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"/chat/socrates/?\?session=[0-9a-f-]{36}$"))
+    address = page.url
+
+    # The first question goes into that conversation, not a second one.
+    page.get_by_label("Your message").fill("What did Diotima teach you?")
+    page.get_by_test_id("send").click()
+    expect(page.get_by_test_id("stop")).to_be_visible()
+    page.get_by_test_id("stop").click()
+    expect(page.get_by_test_id("assistant-message")).to_have_count(1, timeout=90_000)
+    assert page.url == address
+    expect(page.get_by_test_id("session-link")).to_have_count(1)
+    page.reload()
+    expect(page.get_by_test_id("user-message")).to_have_text("What did Diotima teach you?")
+    expect(page.get_by_test_id("chat-documents").get_by_test_id("document-row")).to_contain_text(
+        notes.name
+    )

@@ -56,11 +56,14 @@ class ChatDocumentsState(DocumentListMixin, rx.State):
         self._apply(documents)
 
     @rx.event
-    async def load(self) -> rx.event.EventSpec | None:
-        """After the page loaded its conversation, and after each upload."""
+    async def load(self) -> list[rx.event.EventSpec]:
+        """After the page loaded its conversation, and after each upload (which may have
+        started the conversation: it then gets its address)."""
         self.confirm_delete_id = ""
         await self._reload()
-        return ChatDocumentsState.poll_documents if unsettled(self.documents) else None
+        address = (await self.get_state(ChatState))._show_address()
+        poll = ChatDocumentsState.poll_documents if unsettled(self.documents) else None
+        return [event for event in (address, poll) if event is not None]
 
 
 class ChatUploadState(DocumentUploadMixin, rx.State):

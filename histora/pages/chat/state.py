@@ -268,7 +268,6 @@ class ChatState(rx.State):
                 await chat_service.check_send_rate(
                     container.rate_limiter, actor=actor, settings=container.settings
                 )
-                created = None
                 if not self.session_id:
                     created = await conversations.create_session(
                         db, actor=actor, character_id=self.character.id
@@ -291,14 +290,20 @@ class ChatState(rx.State):
         self._turn, self._stop_requested = turn, False
         self.streaming = True
         await self._clear_draft()
-        if created is None:
-            return ChatState.stream_reply
-        # The new conversation gets its address, so a reload or a shared link opens it.
-        # Only the address bar changes: a navigation would reload the page's state and
-        # resend all of it over the websocket (about 2.5 KB) for nothing.
-        address = json.dumps(f"/chat/{self.character.id}?session={created.id}")
-        keep_address = f"window.history.replaceState(window.history.state, '', {address})"
-        return [ChatState.stream_reply, rx.call_script(keep_address)]
+        address = self._show_address()
+        return ChatState.stream_reply if address is None else [ChatState.stream_reply, address]
+
+    def _show_address(self) -> rx.event.EventSpec | None:
+        """Put the open conversation in the address bar, unless it is there already, so a
+        reload or a shared link opens it (a conversation started by a first question or
+        a first document has none yet). Only the address bar changes: a navigation
+        would reload the page's state and resend all of it (about 2.5 KB) for nothing."""
+        if not self.session_id or self.character is None:
+            return None
+        if self.router.url.query_parameters.get("session") == self.session_id:
+            return None
+        address = json.dumps(f"/chat/{self.character.id}?session={self.session_id}")
+        return rx.call_script(f"window.history.replaceState(window.history.state, '', {address})")
 
     @rx.event
     async def regenerate(self) -> Followups:
