@@ -25,6 +25,14 @@ async def _session(db: AsyncSession, user: User) -> uuid.UUID:
     return (await conversations.create_session(db, actor=user, character_id="socrates")).id
 
 
+async def _first_send(db: AsyncSession) -> tuple[User, uuid.UUID, chat_service.PreparedTurn]:
+    """A new user's new conversation, and its first question ("First")."""
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="First")
+    return user, session_id, turn
+
+
 async def _answer(container: FakeProvidersContainer, turn: chat_service.PreparedTurn) -> None:
     async for _ in chat_service.stream_turn(
         container.db_session, turn=turn, chat_model=FakeChatModel(reply="An answer.")
@@ -121,9 +129,7 @@ async def test_history_and_positions_follow_the_summary(
 async def test_a_stale_reply_is_failed_and_the_send_goes_through(
     db: AsyncSession, container: FakeProvidersContainer
 ) -> None:
-    user = await make_user(db)
-    session_id = await _session(db, user)
-    stuck = await chat_service.start_turn(db, actor=user, session_id=session_id, content="First")
+    user, session_id, stuck = await _first_send(db)
     long_ago = utcnow() - timedelta(seconds=chat_service.STALE_REPLY_SECONDS + 60)
     await db.exec(
         update(ChatMessage)
@@ -190,9 +196,7 @@ async def test_another_users_session_is_not_found_and_nothing_is_saved(
 async def test_a_send_while_a_reply_is_written_is_refused_and_writes_nothing(
     db: AsyncSession, container: FakeProvidersContainer
 ) -> None:
-    user = await make_user(db)
-    session_id = await _session(db, user)
-    first = await chat_service.start_turn(db, actor=user, session_id=session_id, content="First")
+    user, session_id, first = await _first_send(db)
     db.expunge_all()
     session = await db.get(ChatSession, session_id)
     assert session is not None
