@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import reflex as rx
 
-from histora import deps
 from histora.components.layout import page_layout
 from histora.errors import HistoraError
 from histora.models.chat import ChatSessionPublic
 from histora.services import conversations
-from histora.state.session import SessionState
+from histora.state.session import SessionState, acting
 
 PAGE_SIZE = 200
 
@@ -28,8 +27,7 @@ class ConversationsState(rx.State):
 
     async def _reload(self) -> None:
         try:
-            async with deps.db_session() as db:
-                actor = await (await self.get_state(SessionState))._actor(db)
+            async with acting(self) as (db, actor):
                 page = await conversations.list_sessions(
                     db, actor=actor, include_archived=self.show_archived, limit=PAGE_SIZE
                 )
@@ -50,8 +48,7 @@ class ConversationsState(rx.State):
     @rx.event
     async def set_archived(self, session_id: str, archived: bool) -> None:
         try:
-            async with deps.db_session() as db:
-                actor = await (await self.get_state(SessionState))._actor(db)
+            async with acting(self) as (db, actor):
                 await conversations.set_archived(
                     db,
                     actor=actor,

@@ -13,7 +13,7 @@ from histora.models.users import ApiKeyPublic
 from histora.services import api_keys as api_keys_service
 from histora.services import auth as auth_service
 from histora.services import tokens
-from histora.state.session import SessionState
+from histora.state.session import SessionState, acting
 
 
 class ProfileState(rx.State):
@@ -28,8 +28,7 @@ class ProfileState(rx.State):
         form = form or {}
         settings = deps.get_container().settings
         try:
-            async with deps.db_session() as db:
-                actor = await session._actor(db)
+            async with acting(self) as (db, actor):
                 if action == "profile":
                     await auth_service.update_profile(
                         db, actor=actor, display_name=form.get("display_name", "")

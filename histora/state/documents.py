@@ -36,7 +36,7 @@ from histora.components.uploads import (
 from histora.errors import HistoraError
 from histora.models.documents import DocumentPublic
 from histora.services import documents as documents_service
-from histora.state.session import SessionState
+from histora.state.session import SessionState, acting
 
 log = structlog.get_logger(__name__)
 
@@ -100,8 +100,7 @@ class DocumentListMixin(rx.State, mixin=True):
         document_id, self.confirm_delete_id = self.confirm_delete_id, ""
         container = deps.get_container()
         try:
-            async with deps.db_session() as db:
-                actor = await (await self.get_state(SessionState))._actor(db)
+            async with acting(self) as (db, actor):
                 await documents_service.delete_document(
                     db,
                     actor=actor,

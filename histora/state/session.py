@@ -7,7 +7,9 @@ the experience only: every service call re-checks the actor itself.
 
 from __future__ import annotations
 
+import contextlib
 import urllib.parse
+from collections.abc import AsyncIterator
 
 import reflex as rx
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -132,3 +134,14 @@ class SessionState(rx.State):
     async def _refresh_user(self, db: AsyncSession) -> None:
         user = await self._actor(db)
         self.user = UserPublic.model_validate(user, from_attributes=True)
+
+
+@contextlib.asynccontextmanager
+async def acting(state: rx.State) -> AsyncIterator[tuple[AsyncSession, User]]:
+    """A short database session and the signed-in user acting in it, re-checked now.
+
+    For event handlers that hold the state lock; a background task reads the user
+    inside ``async with self`` instead.
+    """
+    async with deps.db_session() as db:
+        yield db, await (await state.get_state(SessionState))._actor(db)

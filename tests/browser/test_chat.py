@@ -200,6 +200,26 @@ def test_all_conversations_are_listed_and_archived_ones_come_back(app_url: str, 
     expect(page.get_by_test_id("user-message")).to_have_text("Hello, socrates!")
 
 
+def test_a_link_to_a_conversation_that_is_not_there_says_so_and_a_new_one_can_start(
+    app_url: str, page: Page
+) -> None:
+    sign_up(page, app_url, f"links-{uuid.uuid4().hex[:8]}@example.com")
+    for session in (str(uuid.uuid4()), "not-a-conversation"):
+        page.goto(f"{app_url}/chat/socrates?session={session}")
+        expect(page.get_by_test_id("chat-error")).to_contain_text("No such conversation.")
+        expect(page.get_by_test_id("user-message")).to_have_count(0)
+
+    # Asking starts a new conversation, which takes over the address.
+    page.get_by_label("Your message").fill("Who taught you?")
+    page.get_by_test_id("send").click()
+    expect(page.get_by_test_id("chat-error")).to_have_count(0)
+    expect(page).to_have_url(re.compile(r"/chat/socrates/?\?session=[0-9a-f-]{36}$"))
+    page.get_by_test_id("stop").click()
+    expect(page.get_by_test_id("assistant-message")).to_have_count(1, timeout=90_000)
+    page.reload()
+    expect(page.get_by_test_id("user-message")).to_have_text("Who taught you?")
+
+
 def test_a_document_added_before_the_first_question_starts_the_conversation(
     app_url: str, page: Page, tmp_path: Path
 ) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import reflex as rx
 
-from histora import deps
 from histora.components.admin import admin_nav
 from histora.components.characters import portrait
 from histora.components.layout import loading, page_layout
 from histora.errors import HistoraError
 from histora.models.documents import KnowledgeBasePublic
 from histora.services import documents as documents_service
-from histora.state.session import SessionState
+from histora.state.session import SessionState, acting
 
 
 class AdminCharactersState(rx.State):
@@ -21,10 +20,8 @@ class AdminCharactersState(rx.State):
 
     @rx.event
     async def load(self) -> None:
-        session = await self.get_state(SessionState)
         try:
-            async with deps.db_session() as db:
-                actor = await session._actor(db)
+            async with acting(self) as (db, actor):
                 found = await documents_service.list_knowledge_bases(db, actor=actor)
         except HistoraError as exc:
             self.knowledge_bases, self.error = [], exc.public_message

@@ -23,7 +23,7 @@ from histora.state.documents import (
     DocumentUploadMixin,
     unsettled,
 )
-from histora.state.session import SessionState
+from histora.state.session import SessionState, acting
 
 ROUTE_PREFIX = "/admin/characters/"
 
@@ -54,8 +54,7 @@ class KnowledgeBaseState(DocumentListMixin, rx.State):
         """Re-read the page's data (regular events, under the lock: short reads)."""
         character_id = route_character_id(str(self.router.url.path))
         try:
-            async with deps.db_session() as db:
-                actor = await (await self.get_state(SessionState))._actor(db)
+            async with acting(self) as (db, actor):
                 kb = await documents_service.get_knowledge_base(
                     db, actor=actor, character_id=character_id
                 )
@@ -78,8 +77,7 @@ class KnowledgeBaseState(DocumentListMixin, rx.State):
     async def reindex(self, document_id: str) -> rx.event.EventSpec | None:
         container = deps.get_container()
         try:
-            async with deps.db_session() as db:
-                actor = await (await self.get_state(SessionState))._actor(db)
+            async with acting(self) as (db, actor):
                 await documents_service.reindex_document(
                     db,
                     actor=actor,

@@ -6,14 +6,13 @@ import uuid
 
 import reflex as rx
 
-from histora import deps
 from histora.components.admin import admin_nav
 from histora.components.layout import loading, page_layout
 from histora.errors import HistoraError
 from histora.models.users import UserPublic
 from histora.services import admin as admin_service
 from histora.services import auth as auth_service
-from histora.state.session import SessionState
+from histora.state.session import SessionState, acting
 
 
 class AdminUsersState(rx.State):
@@ -23,10 +22,8 @@ class AdminUsersState(rx.State):
     error: str = ""
 
     async def _load(self) -> None:
-        session = await self.get_state(SessionState)
         try:
-            async with deps.db_session() as db:
-                actor = await session._actor(db)
+            async with acting(self) as (db, actor):
                 page = await admin_service.list_users(db, actor=actor, query=self.query)
         except HistoraError as exc:
             self.users, self.total, self.error = [], 0, exc.public_message
@@ -44,10 +41,8 @@ class AdminUsersState(rx.State):
 
     @rx.event
     async def set_disabled(self, user_id: str, disabled: bool) -> None:
-        session = await self.get_state(SessionState)
         try:
-            async with deps.db_session() as db:
-                actor = await session._actor(db)
+            async with acting(self) as (db, actor):
                 await auth_service.set_disabled(
                     db, actor=actor, user_id=uuid.UUID(user_id), disabled=disabled
                 )

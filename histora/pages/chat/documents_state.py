@@ -23,7 +23,7 @@ from histora.pages.chat.state import ChatState
 from histora.services import conversations
 from histora.services import documents as documents_service
 from histora.state.documents import DocumentListMixin, DocumentUploadMixin, unsettled
-from histora.state.session import SessionState
+from histora.state.session import SessionState, acting
 
 
 class ChatDocumentsState(DocumentListMixin, rx.State):
@@ -45,8 +45,7 @@ class ChatDocumentsState(DocumentListMixin, rx.State):
             self._apply([])
             return
         try:
-            async with deps.db_session() as db:
-                actor = await (await self.get_state(SessionState))._actor(db)
+            async with acting(self) as (db, actor):
                 documents = await self._fetch(db, actor, self._session_id)
         except HistoraError as exc:
             self.error = exc.public_message

@@ -9,7 +9,7 @@ from histora.errors import HistoraError, InvalidInputError
 from histora.pages.chat.state import ChatState
 from histora.services import conversations
 from histora.services import documents as documents_service
-from histora.state.session import SessionState
+from histora.state.session import acting
 
 
 class ChatSessionsState(rx.State):
@@ -36,8 +36,7 @@ class ChatSessionsState(rx.State):
         chat = await self.get_state(ChatState)
         try:
             target = conversations.session_id_from(self.rename_id)
-            async with deps.db_session() as db:
-                actor = await (await self.get_state(SessionState))._actor(db)
+            async with acting(self) as (db, actor):
                 await conversations.rename_session(
                     db, actor=actor, session_id=target, title=form.get("title", "")
                 )
@@ -65,8 +64,7 @@ class ChatSessionsState(rx.State):
             return None
         try:
             target = conversations.session_id_from(session_id)
-            async with deps.db_session() as db:
-                actor = await (await self.get_state(SessionState))._actor(db)
+            async with acting(self) as (db, actor):
                 if delete:  # its uploaded documents, their files and vectors go too
                     container = deps.get_container()
                     await documents_service.delete_session_and_documents(

@@ -18,7 +18,7 @@ from histora.services import characters as characters_service
 from histora.services import chat as chat_service
 from histora.services import conversations
 from histora.state.naming import short_state_name
-from histora.state.session import SessionState
+from histora.state.session import acting
 
 # DESIGN rule 10: flush the draft in batches, not per token. Each websocket frame
 # carries about 90 bytes of envelope, so a flush waits for FLUSH_MIN_CHARS new
@@ -58,13 +58,6 @@ def _starter_index(value: str, starters: list[str]) -> int | None:
     if not value.isdecimal() or len(value) > 3:
         return None
     return int(value) if int(value) < len(starters) else None
-
-
-def _parse_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 STATE_NAME = "chat"
@@ -174,8 +167,7 @@ class ChatState(rx.State):
     async def _refresh_sessions(self) -> None:
         if self.character is None:
             return
-        async with deps.db_session() as db:
-            actor = await (await self.get_state(SessionState))._actor(db)
+        async with acting(self) as (db, actor):
             links = await conversations.list_session_titles(
                 db, actor=actor, character_id=self.character.id
             )
@@ -198,8 +190,8 @@ class ChatState(rx.State):
     @rx.event
     async def load(self) -> None:
         query = self.router.url.query_parameters
-        requested = _parse_uuid(query.get("session", ""))
-        if self.streaming and requested is not None and str(requested) == self.session_id:
+        requested = query.get("session", "")
+        if self.streaming and requested and requested == self.session_id:
             return  # the address caught up with the conversation on screen (its first send)
         # A reply still streaming goes on being saved, but no longer updates this page.
         self.error, self.streaming, self._turn = "", False, None
@@ -220,18 +212,17 @@ class ChatState(rx.State):
         # questions by its position (never free text); it waits in the composer, so
         # nothing is sent on the user's behalf just by opening a link.
         starter = _starter_index(query.get("starter", ""), self.character.starter_questions)
-        if requested is None and starter is not None:
+        if not requested and starter is not None:
             self.prefill = self.character.starter_questions[starter]
         try:
             await self._refresh_sessions()
-            if requested is not None:
-                await self._open(requested)
+            if requested:  # a malformed id reads like any conversation not found
+                await self._open(conversations.session_id_from(requested))
         except HistoraError as exc:
             self.error = exc.public_message
 
     async def _open(self, session_id: uuid.UUID) -> None:
-        async with deps.db_session() as db:
-            actor = await (await self.get_state(SessionState))._actor(db)
+        async with acting(self) as (db, actor):
             session = await conversations.get_session(db, actor=actor, session_id=session_id)
             shown = await conversations.latest_messages(
                 db, actor=actor, session_id=session_id, limit=MESSAGES_SHOWN
@@ -262,8 +253,7 @@ class ChatState(rx.State):
             return None  # guards double submission
         self._assign(error="", prefill="")
         try:
-            async with deps.db_session() as db:
-                actor = await (await self.get_state(SessionState))._actor(db)
+            async with acting(self) as (db, actor):
                 container = deps.get_container()
                 await chat_service.check_send_rate(
                     container.rate_limiter, actor=actor, settings=container.settings
