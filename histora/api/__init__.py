@@ -14,6 +14,7 @@ from histora.api.errors import install_error_handlers
 from histora.api.middleware import RequestContextMiddleware
 from histora.api.v1 import router as v1_router
 from histora.errors import NotFoundError
+from histora.log_config import configure_logging
 from histora.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
@@ -26,6 +27,9 @@ def operation_id(route: APIRoute) -> str:
 
 def create_api(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    # Here as well as in the app's lifespan: the API served alone (``uvicorn --factory``)
+    # has no lifespan of its own, and would otherwise log at every level, unformatted.
+    configure_logging(settings)
     # Swagger UI's script and styles are served from the package, not a CDN, so the
     # docs page also works offline and behind a strict firewall.
     api = FastAPIOffline(

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
-import httpx
+import json
 
+import httpx
+import pytest
+import structlog
+
+from histora import log_config
 from histora.api import create_api
 from tests.conftest import FakeProvidersContainer
 
@@ -54,3 +59,24 @@ async def test_untrusted_host_is_refused(container: FakeProvidersContainer) -> N
         allowed = await http.get("/api/v1/characters/categories")
     assert refused.status_code == 400
     assert allowed.status_code == 200
+
+
+def test_the_api_served_alone_logs_as_its_settings_say(
+    container: FakeProvidersContainer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Served by ``uvicorn --factory histora.api:create_api`` there is no app lifespan to
+    # configure logging; the factory does, or every level is printed, unformatted.
+    monkeypatch.setattr(log_config, "_configured", False)
+    saved = structlog.get_config()
+    try:
+        settings = container.settings.model_copy(update={"log_level": "WARNING", "log_json": True})
+        create_api(settings)
+        log = structlog.get_logger("histora.test")
+        log.info("routine", detail=1)
+        log.warning("worth_seeing", detail=2)
+        lines = capsys.readouterr().err.strip().splitlines()
+    finally:
+        structlog.configure(**saved)
+    assert [json.loads(line)["event"] for line in lines] == ["worth_seeing"]
