@@ -8,10 +8,35 @@ from histora.components.sources import sources_row
 from histora.models.chat import ChatBubble
 from histora.models.documents import CitationPublic
 
+# Inside a bubble: wide tables and code scroll on their own instead of widening the page,
+# images fit, and table cells are told apart.
+_MARKDOWN_STYLE = {
+    "& table": {"display": "block", "overflow_x": "auto", "border_collapse": "collapse"},
+    "& th, & td": {
+        "border": f"1px solid {rx.color('gray', 7)}",
+        "padding": "var(--space-1) var(--space-2)",
+        "text_align": "left",
+    },
+    "& pre": {"overflow_x": "auto", "max_width": "100%"},
+    "& img": {"max_width": "100%"},
+}
+
+
+def _new_tab_link(text: object, **props: object) -> rx.Component:
+    # A link in a reply opens beside the conversation instead of leaving it. Its address
+    # has already been through react-markdown's filter (no javascript: or data: links).
+    return rx.link(text, is_external=True, rel="noopener noreferrer", **props)
+
 
 def safe_markdown(text: rx.Var[str] | str) -> rx.Component:
     # use_raw=False: model output is untrusted, raw HTML in it must never render.
-    return rx.markdown(text, use_raw=False, class_name="chat-markdown")
+    return rx.markdown(
+        text,
+        use_raw=False,
+        component_map={"a": _new_tab_link},
+        class_name="chat-markdown",
+        style=_MARKDOWN_STYLE,
+    )
 
 
 def _bubble(*children: rx.Component, mine: bool | rx.Var[bool], test_id: str) -> rx.Component:
@@ -22,6 +47,9 @@ def _bubble(*children: rx.Component, mine: bool | rx.Var[bool], test_id: str) ->
         padding_y="var(--space-2)",
         border_radius="14px",
         max_width=rx.breakpoints(initial="92%", md="78%"),
+        # A long word or address wraps inside the bubble instead of widening the page.
+        min_width="0",
+        overflow_wrap="anywhere",
         align_self=rx.cond(mine, "flex-end", "flex-start"),
         data_testid=test_id,
     )
@@ -31,6 +59,16 @@ def _status_note(message: rx.Var[ChatBubble]) -> rx.Component:
     return rx.match(
         message.status,
         ("stopped", rx.text("Stopped", size="1", color=rx.color("gray", 10))),
+        (
+            # Opened while another tab or device is still receiving it.
+            "streaming",
+            rx.text(
+                "Still being written. Reload to see the rest.",
+                size="1",
+                color=rx.color("gray", 10),
+                data_testid="streaming-note",
+            ),
+        ),
         (
             "failed",
             rx.text(

@@ -123,7 +123,9 @@ def _validate_content(content: str) -> str:
     if not text:
         raise InvalidInputError("A message cannot be empty.")
     if len(text) > MAX_MESSAGE_CHARS:
-        raise InvalidInputError(f"A message is limited to {MAX_MESSAGE_CHARS} characters.")
+        raise InvalidInputError(
+            f"A message is limited to {MAX_MESSAGE_CHARS:,} characters; this one has {len(text):,}."
+        )
     return text
 
 

@@ -251,3 +251,62 @@ def test_a_document_added_before_the_first_question_starts_the_conversation(
     expect(page.get_by_test_id("chat-documents").get_by_test_id("document-row")).to_contain_text(
         notes.name
     )
+
+
+def test_a_long_unbroken_address_wraps_inside_its_bubble(app_url: str, page: Page) -> None:
+    page.set_viewport_size({"width": 1280, "height": 800})
+    sign_up(page, app_url, f"wide-{uuid.uuid4().hex[:8]}@example.com")
+    page.goto(f"{app_url}/chat/socrates")
+    address = "https://maps.example.com/place/" + "a1b2c3d4e5" * 30
+    page.get_by_label("Your message").fill(f"What do you think of this place? {address}")
+    page.get_by_test_id("send").click()
+    expect(page.get_by_test_id("stop")).to_be_visible()
+    # Listed at once, while its first reply is still being written.
+    expect(page.get_by_test_id("session-link")).to_have_count(1)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    stop_box = page.get_by_test_id("stop").bounding_box()
+    assert stop_box is not None and stop_box["x"] + stop_box["width"] <= 1280
+    page.get_by_test_id("stop").click()
+    expect(page.get_by_test_id("assistant-message")).to_have_count(1, timeout=90_000)
+    # The composer has the focus back for the next question.
+    expect(page.get_by_label("Your message")).to_be_focused()
+    page.reload()
+    expect(page.get_by_test_id("user-message")).to_contain_text("What do you think")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+
+
+def test_a_refused_send_gives_the_text_back_and_offers_no_retry(app_url: str, page: Page) -> None:
+    sign_up(page, app_url, f"refused-{uuid.uuid4().hex[:8]}@example.com")
+    page.goto(f"{app_url}/chat/socrates")
+    page.get_by_label("Your message").fill("Hello, Socrates!")
+    page.get_by_test_id("send").click()
+    page.get_by_test_id("stop").click()
+    expect(page.get_by_test_id("assistant-message")).to_have_count(1, timeout=90_000)
+    expect(page.get_by_test_id("regenerate")).to_be_visible()
+
+    too_long = "Tell me about virtue. " * 230  # 5,060 characters, over the 4,000 limit
+    page.get_by_label("Your message").fill(too_long)
+    page.get_by_label("Your message").press("Enter")
+    expect(page.get_by_test_id("chat-error")).to_contain_text(
+        "A message is limited to 4,000 characters; this one has 5,059."
+    )
+    # Not a failed reply: nothing to write again.
+    expect(page.get_by_test_id("retry")).to_have_count(0)
+    expect(page.get_by_label("Your message")).to_have_value(too_long)
+    expect(page.get_by_test_id("user-message")).to_have_count(1)
+
+
+def test_a_conversation_linked_under_another_figure_opens_under_its_own(
+    app_url: str, page: Page
+) -> None:
+    sign_up(page, app_url, f"figure-{uuid.uuid4().hex[:8]}@example.com")
+    page.goto(f"{app_url}/chat/socrates")
+    page.get_by_label("Your message").fill("Who was your teacher?")
+    page.get_by_test_id("send").click()
+    page.get_by_test_id("stop").click()
+    expect(page.get_by_test_id("assistant-message")).to_have_count(1, timeout=90_000)
+    session = page.url.split("session=")[1]
+
+    page.goto(f"{app_url}/chat/marie-curie?session={session}")
+    expect(page).to_have_url(re.compile(rf"/chat/socrates/?\?session={session}$"))
+    expect(page.get_by_test_id("user-message")).to_have_text("Who was your teacher?")

@@ -16,8 +16,7 @@ from histora.models.chat import SessionLink
 from histora.pages.chat.documents_state import ChatDocumentsState, ChatUploadState
 from histora.pages.chat.draft import ChatDraft, draft_text
 from histora.pages.chat.sessions_state import ChatSessionsState
-from histora.pages.chat.state import ADDED_NAMES, ChatState
-from histora.services.chat import MAX_MESSAGE_CHARS
+from histora.pages.chat.state import ADDED_NAMES, COMPOSER_ID, CONVERSATION_END, ChatState
 from histora.services.conversations import TITLE_MAX_LENGTH
 from histora.state.session import SessionState
 
@@ -333,6 +332,7 @@ def _conversation() -> rx.Component:
                 ChatState.streaming,
                 draft_bubble(draft_text(), ChatDraft.sources),
             ),
+            rx.box(id=CONVERSATION_END),
             direction="column",
             gap="var(--space-3)",
         ),
@@ -350,8 +350,10 @@ def _error() -> rx.Component:
             rx.callout.icon(rx.icon("triangle_alert")),
             rx.callout.text(ChatState.error),
             rx.cond(
-                ChatState.can_regenerate,
-                rx.button("Retry", size="1", on_click=ChatState.regenerate, data_testid="retry"),
+                ChatState.can_retry,
+                rx.box(
+                    rx.button("Retry", size="1", on_click=ChatState.regenerate, data_testid="retry")
+                ),
             ),
             color_scheme="red",
             size="1",
@@ -364,14 +366,21 @@ def _composer() -> rx.Component:
     return rx.form(
         rx.hstack(
             rx.text_area(
+                id=COMPOSER_ID,
                 name="message",
                 placeholder="Ask " + ChatState.character.name + " something…",
                 default_value=ChatState.prefill,
-                key=ChatState.prefill,  # a new question to send remounts it with that text
+                # Remounted with the prefill when the page puts a question in the composer
+                # (a starter link, or a send that was refused and is given back).
+                key=ChatState.composer_version.to_string(),
                 enter_key_submit=True,
                 auto_height=True,
+                auto_focus=True,
                 rows="1",
-                max_length=MAX_MESSAGE_CHARS,
+                # No max_length: the browser would cut a long paste silently; the send
+                # is refused with the limit instead, and the text given back.
+                max_height="40vh",
+                overflow_y="auto",
                 width="100%",
                 disabled=ChatState.streaming,
                 aria_label="Your message",
@@ -403,7 +412,9 @@ def _composer() -> rx.Component:
             align="end",
             width="100%",
         ),
-        on_submit=ChatState.send,
+        # Scrolled in the browser (no round trip): a question sent from higher up in a
+        # long conversation brings the view down to it and its reply.
+        on_submit=[ChatState.send, rx.scroll_to(CONVERSATION_END, align_to_top=False)],
         reset_on_submit=True,
         width="100%",
     )
@@ -428,10 +439,12 @@ def _chat() -> rx.Component:
             ),
             direction="column",
             gap="var(--space-3)",
+            min_width="0",
             height="calc(100vh - 180px)",
             min_height="420px",
         ),
-        columns=rx.breakpoints(initial="1", md="240px 1fr"),
+        # minmax(0, …): the conversation column never grows past the page for a wide child.
+        columns=rx.breakpoints(initial="minmax(0, 1fr)", md="240px minmax(0, 1fr)"),
         gap="var(--space-5)",
         width="100%",
     )

@@ -60,7 +60,10 @@ class ChatSessionsState(rx.State):
 
     async def _apply(self, session_id: str, *, delete: bool) -> rx.event.EventSpec | None:
         chat = await self.get_state(ChatState)
-        if chat.streaming:
+        if chat.streaming and chat.session_id == session_id:
+            # Its reply is still being saved; another conversation may go meanwhile.
+            action = "deleting" if delete else "archiving"
+            chat.error = f"Stop the reply, or let it finish, before {action} this conversation."
             return None
         try:
             target = conversations.session_id_from(session_id)

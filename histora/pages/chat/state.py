@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import reflex as rx
 
@@ -61,6 +62,10 @@ def _starter_index(value: str, starters: list[str]) -> int | None:
 
 
 STATE_NAME = "chat"
+# Element ids: the composer (focused again after a reply) and the end of the conversation
+# (scrolled to on a send, so the question and its reply are in view).
+COMPOSER_ID = "chat-input"
+CONVERSATION_END = "chat-end"
 
 # What a send returns to Reflex: nothing, or the events to run next.
 Followups = rx.event.EventSpec | list[rx.event.EventSpec | rx.event.EventHandler] | None
@@ -112,8 +117,13 @@ class ChatState(rx.State):
     a31: list[ChatBubble] = []
     streaming: bool = False
     error: str = ""
-    # A question put in the composer for the user to send (or edit) themselves.
+    # A question put in the composer for the user to send (or edit) themselves: a starter
+    # question, or a send that was refused, given back. The version remounts the composer.
     prefill: str = ""
+    composer_version: int = 0
+    # Whether the error is a reply that failed, which Retry writes again. Other errors
+    # (a refused send, a reply in progress elsewhere) must not offer to replace the reply.
+    can_retry: bool = False
     _turn: chat_service.PreparedTurn | None = None
     _stop_requested: bool = False
 
@@ -139,6 +149,10 @@ class ChatState(rx.State):
 
     async def _clear_draft(self) -> None:
         (await self.get_state(ChatDraft))._clear()
+
+    def _put_in_composer(self, text: str) -> None:
+        self.prefill = text
+        self.composer_version += 1
 
     def _show(self, messages: list[ChatMessagePublic]) -> None:
         shown = [ChatBubble.of(m) for m in messages]
@@ -188,14 +202,13 @@ class ChatState(rx.State):
             self._assign(sessions=links, newer_sessions=[])
 
     @rx.event
-    async def load(self) -> None:
+    async def load(self) -> rx.event.EventSpec | None:
         query = self.router.url.query_parameters
         requested = query.get("session", "")
         if self.streaming and requested and requested == self.session_id:
-            return  # the address caught up with the conversation on screen (its first send)
-        # A reply still streaming goes on being saved, but no longer updates this page.
-        self.error, self.streaming, self._turn = "", False, None
-        await self._clear_draft()
+            return None  # the address caught up with the conversation on screen (its first send)
+        await self._detach_reply()
+        self._assign(error="", can_retry=False)
         character_id = _route_character_id(str(self.router.url.path))
         async with deps.db_session() as db:
             found = await characters_service.get_published(db, character_id=character_id)
@@ -205,37 +218,48 @@ class ChatState(rx.State):
         )
         self.session_id = ""
         self._show([])
-        self.prefill = ""
+        self._assign(prefill="")
         if self.character is None:
-            return
+            return None
         # The character page's "Ask about" links name one of the figure's own starter
         # questions by its position (never free text); it waits in the composer, so
         # nothing is sent on the user's behalf just by opening a link.
         starter = _starter_index(query.get("starter", ""), self.character.starter_questions)
         if not requested and starter is not None:
-            self.prefill = self.character.starter_questions[starter]
+            self._put_in_composer(self.character.starter_questions[starter])
         try:
             await self._refresh_sessions()
             if requested:  # a malformed id reads like any conversation not found
-                await self._open(conversations.session_id_from(requested))
+                return await self._open(conversations.session_id_from(requested))
         except HistoraError as exc:
             self.error = exc.public_message
+        return None
 
-    async def _open(self, session_id: uuid.UUID) -> None:
+    async def _detach_reply(self) -> None:
+        """Stop showing the reply being written: it goes on being saved, off this page."""
+        if self.streaming:
+            self.streaming, self._turn = False, None
+            await self._clear_draft()
+
+    async def _open(self, session_id: uuid.UUID) -> rx.event.EventSpec | None:
         async with acting(self) as (db, actor):
             session = await conversations.get_session(db, actor=actor, session_id=session_id)
             shown = await conversations.latest_messages(
                 db, actor=actor, session_id=session_id, limit=MESSAGES_SHOWN
             )
-        if self.character is None or session.character_id != self.character.id:
-            return
+        if self.character is None:
+            return None
+        if session.character_id != self.character.id:  # a link under another figure
+            return rx.redirect(f"/chat/{session.character_id}?session={session.id}")
         self.session_id = str(session.id)
         self._show(shown)
+        return None
 
     @rx.event
-    def new_session(self) -> rx.event.EventSpec | None:
-        if self.streaming or self.character is None:
+    async def new_session(self) -> rx.event.EventSpec | None:
+        if self.character is None:
             return None
+        await self._detach_reply()
         self.session_id, self.error = "", ""
         self._show([])
         return rx.redirect(f"/chat/{self.character.id}")
@@ -251,7 +275,8 @@ class ChatState(rx.State):
     async def _begin(self, text: str, *, regenerate: bool = False) -> Followups:
         if self.streaming or self.character is None:
             return None  # guards double submission
-        self._assign(error="", prefill="")
+        self._assign(error="", prefill="", can_retry=False)
+        started = False  # this send starts the conversation
         try:
             async with acting(self) as (db, actor):
                 container = deps.get_container()
@@ -259,10 +284,10 @@ class ChatState(rx.State):
                     container.rate_limiter, actor=actor, settings=container.settings
                 )
                 if not self.session_id:
-                    created = await conversations.create_session(
+                    new = await conversations.create_session(
                         db, actor=actor, character_id=self.character.id
                     )
-                    self.session_id = str(created.id)
+                    self.session_id, started = str(new.id), True
                 session_id = uuid.UUID(self.session_id)
                 if regenerate:
                     turn = await chat_service.start_regenerate(
@@ -276,10 +301,14 @@ class ChatState(rx.State):
                     self._append(turn.user_message)
         except HistoraError as exc:
             self.error = exc.public_message
+            if not regenerate and text.strip():
+                self._put_in_composer(text)  # the form emptied itself on submit
             return None
         self._turn, self._stop_requested = turn, False
         self.streaming = True
         await self._clear_draft()
+        if started:  # listed (and marked as open) from its first question on
+            await self._refresh_sessions()
         address = self._show_address()
         return ChatState.stream_reply if address is None else [ChatState.stream_reply, address]
 
@@ -310,7 +339,7 @@ class ChatState(rx.State):
         )
 
     @rx.event(background=True)
-    async def stream_reply(self) -> None:
+    async def stream_reply(self) -> AsyncIterator[rx.event.EventSpec]:
         async with self:
             turn = self._turn
         if turn is None:
@@ -346,12 +375,15 @@ class ChatState(rx.State):
             else:
                 final = event
         async with self:
-            if self._is_showing(turn):
+            showing = self._is_showing(turn)
+            if showing:
                 if final is not None:
                     self._append(final.message)
                     if isinstance(final, chat_service.ReplyFailed):
-                        self.error = final.public_message
+                        self.error, self.can_retry = final.public_message, True
                 await self._clear_draft()
                 self.streaming, self._turn = False, None
         async with self:
             await self._refresh_sessions()
+        if showing:  # the composer was disabled while the reply came, which lost its focus
+            yield rx.set_focus(COMPOSER_ID)
