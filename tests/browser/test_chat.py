@@ -275,13 +275,18 @@ def test_a_long_unbroken_address_wraps_inside_its_bubble(app_url: str, page: Pag
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
 
 
-def test_a_refused_send_gives_the_text_back_and_offers_no_retry(app_url: str, page: Page) -> None:
-    sign_up(page, app_url, f"refused-{uuid.uuid4().hex[:8]}@example.com")
+def _new_socrates_conversation(page: Page, app_url: str, who: str, question: str) -> None:
+    """Sign up as a new user, ask Socrates ``question`` and stop the reply at once."""
+    sign_up(page, app_url, f"{who}-{uuid.uuid4().hex[:8]}@example.com")
     page.goto(f"{app_url}/chat/socrates")
-    page.get_by_label("Your message").fill("Hello, Socrates!")
+    page.get_by_label("Your message").fill(question)
     page.get_by_test_id("send").click()
     page.get_by_test_id("stop").click()
     expect(page.get_by_test_id("assistant-message")).to_have_count(1, timeout=90_000)
+
+
+def test_a_refused_send_gives_the_text_back_and_offers_no_retry(app_url: str, page: Page) -> None:
+    _new_socrates_conversation(page, app_url, "refused", "Hello, Socrates!")
     expect(page.get_by_test_id("regenerate")).to_be_visible()
 
     too_long = "Tell me about virtue. " * 230  # 5,060 characters, over the 4,000 limit
@@ -299,12 +304,7 @@ def test_a_refused_send_gives_the_text_back_and_offers_no_retry(app_url: str, pa
 def test_a_conversation_linked_under_another_figure_opens_under_its_own(
     app_url: str, page: Page
 ) -> None:
-    sign_up(page, app_url, f"figure-{uuid.uuid4().hex[:8]}@example.com")
-    page.goto(f"{app_url}/chat/socrates")
-    page.get_by_label("Your message").fill("Who was your teacher?")
-    page.get_by_test_id("send").click()
-    page.get_by_test_id("stop").click()
-    expect(page.get_by_test_id("assistant-message")).to_have_count(1, timeout=90_000)
+    _new_socrates_conversation(page, app_url, "figure", "Who was your teacher?")
     session = page.url.split("session=")[1]
 
     page.goto(f"{app_url}/chat/marie-curie?session={session}")
