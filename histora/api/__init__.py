@@ -57,7 +57,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(api)
     api.add_middleware(
         CORSMiddleware,
-        allow_origins=settings.cors_origins,
+        allow_origins=settings.allowed_origins,
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
