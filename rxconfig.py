@@ -15,7 +15,7 @@ config = rx.Config(
     db_url=sync_database_url(_settings.resolved_database_url),
     async_db_url=async_database_url(_settings.resolved_database_url),
     redis_url=_settings.redis_url,
-    cors_allowed_origins=_settings.allowed_origins,
+    cors_allowed_origins=_settings.allowed_origins(),
     show_built_with_reflex=False,
     plugins=[
         rx.plugins.SitemapPlugin(),

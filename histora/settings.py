@@ -60,12 +60,6 @@ class Settings(BaseSettings):
 
     # HTTP
     cors_origins: CommaList = ["http://localhost:3000", "http://127.0.0.1:3000"]
-    # The port `reflex run` serves the pages on (it sets REFLEX_FRONTEND_PORT for the
-    # backend, also when it moved to the next free port); see ``allowed_origins``.
-    frontend_port: int | None = Field(
-        default=None,
-        validation_alias=AliasChoices("HISTORA_FRONTEND_PORT", "REFLEX_FRONTEND_PORT"),
-    )
     trusted_hosts: CommaList = ["*"]
     api_max_page_size: int = Field(default=100, ge=1, le=1000)
 
@@ -221,17 +215,16 @@ class Settings(BaseSettings):
             return "openai" if self.openai_api_key else "local"
         return self.model_provider
 
-    @property
-    def allowed_origins(self) -> list[str]:
+    def allowed_origins(self, frontend_port: int | None = None) -> list[str]:
         """Origins whose pages may use the websocket and the API from a browser.
 
-        ``cors_origins`` when set; by default the local frontend's, on the port it
-        actually runs on, so the app does not refuse its own pages when started on
-        another port (or moved off a busy 3000).
+        ``cors_origins`` when set; by default the local frontend's, with the port it
+        actually runs on added, so the app does not refuse its own pages when started
+        on another port (or moved off a busy 3000).
         """
-        if "cors_origins" in self.model_fields_set or self.frontend_port is None:
+        if "cors_origins" in self.model_fields_set or frontend_port is None:
             return list(self.cors_origins)
-        local = [f"http://{host}:{self.frontend_port}" for host in ("localhost", "127.0.0.1")]
+        local = [f"http://{host}:{frontend_port}" for host in ("localhost", "127.0.0.1")]
         return list(dict.fromkeys([*self.cors_origins, *local]))
 
     @property

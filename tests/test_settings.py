@@ -73,18 +73,17 @@ def test_pages_on_another_port_are_allowed_unless_origins_are_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("HISTORA_CORS_ORIGINS", raising=False)
-    monkeypatch.delenv("HISTORA_FRONTEND_PORT", raising=False)
-    monkeypatch.delenv("REFLEX_FRONTEND_PORT", raising=False)
     default = ["http://localhost:3000", "http://127.0.0.1:3000"]
-    assert Settings(_env_file=None).allowed_origins == default  # type: ignore[call-arg]
-
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.allowed_origins() == default
+    assert settings.allowed_origins(3000) == default
     # `reflex run --frontend-port 3300`, or 3000 was busy and it moved on.
-    monkeypatch.setenv("REFLEX_FRONTEND_PORT", "3300")
-    assert Settings(_env_file=None).allowed_origins == [  # type: ignore[call-arg]
+    assert settings.allowed_origins(3300) == [
         *default,
         "http://localhost:3300",
         "http://127.0.0.1:3300",
     ]
     # Origins an operator chose are the only ones.
     monkeypatch.setenv("HISTORA_CORS_ORIGINS", "https://histora.example")
-    assert Settings(_env_file=None).allowed_origins == ["https://histora.example"]  # type: ignore[call-arg]
+    chosen = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert chosen.allowed_origins(3300) == ["https://histora.example"]

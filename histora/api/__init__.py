@@ -25,7 +25,7 @@ def operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
-def create_api(settings: Settings | None = None) -> FastAPI:
+def create_api(settings: Settings | None = None, *, frontend_port: int | None = None) -> FastAPI:
     settings = settings or get_settings()
     # Here as well as in the app's lifespan: the API served alone (``uvicorn --factory``)
     # has no lifespan of its own, and would otherwise log at every level, unformatted.
@@ -57,7 +57,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(api)
     api.add_middleware(
         CORSMiddleware,
-        allow_origins=settings.allowed_origins,
+        allow_origins=settings.allowed_origins(frontend_port),
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
