@@ -230,8 +230,10 @@ async def _sibling_tab(
 ) -> bool:
     """Whether a rotated token comes back from the browser that rotated it, moments ago.
 
-    Several tabs opened at once all present the one stored token; the first rotates
-    it and the others would otherwise revoke the whole sign-in. Within a few seconds
+    Several tabs opened, or refreshing, at once all present the one stored token; the
+    first rotates it and the others would otherwise revoke the whole sign-in. (Tabs
+    learn of a rotation from the browser within moments, state.session syncs the
+    stored token, so only that short window needs the grace.) Within a few seconds
     of its rotation, from the same user agent and address as its successor, a rotated
     token may branch the family once more. A sign-out leaves no successor, and a
     replay from elsewhere or later still revokes the family.

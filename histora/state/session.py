@@ -3,6 +3,14 @@
 The refresh token lives in the browser (localStorage) so a reload keeps the user
 signed in; the access token stays in backend-only state. Page guards here are for
 the experience only: every service call re-checks the actor itself.
+
+Every tab of a browser shares that one refresh token but has a backend state of its
+own. Refresh tokens rotate on use, and presenting a rotated one is taken for theft
+(services.tokens revokes the whole sign-in), so a tab must never keep refreshing
+with a token another tab has since rotated: the var is synced, and a new token any
+tab writes reaches every other tab's backend state at once. Two tabs that refresh
+at the same moment, before that sync arrives, both present the same token; the
+short reuse grace in services.tokens covers that case alone.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ from histora.services import tokens
 
 
 class SessionState(rx.State):
-    refresh_token: str = rx.LocalStorage("", name="histora_refresh_token")
+    # sync: another tab's rotation or sign-out updates this tab's backend copy too.
+    refresh_token: str = rx.LocalStorage("", name="histora_refresh_token", sync=True)
     user: UserPublic | None = None
     restored: bool = False
     _access_token: str = ""
