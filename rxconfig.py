@@ -1,5 +1,7 @@
 """Reflex configuration. Histora's own knobs live in histora.settings (HISTORA_*)."""
 
+import os
+
 import reflex as rx
 
 from histora.db import async_database_url, prepare_sqlite_file, sync_database_url
@@ -9,13 +11,20 @@ _settings = get_settings()
 # Reflex inspects the database before the app starts; give a fresh SQLite file a home.
 prepare_sqlite_file(_settings.resolved_database_url)
 
+# `reflex run` learns the port it serves the pages on (an option, or the next free one
+# when 3000 is busy) after first reading this file, and sets REFLEX_FRONTEND_PORT before
+# the app reads it again: the pages' own origin is then allowed too (unless
+# HISTORA_CORS_ORIGINS is set).
+_port = os.environ.get("REFLEX_FRONTEND_PORT", "")
+_frontend_port = int(_port) if _port.isdecimal() else None
+
 config = rx.Config(
     app_name="histora",
     telemetry_enabled=False,
     db_url=sync_database_url(_settings.resolved_database_url),
     async_db_url=async_database_url(_settings.resolved_database_url),
     redis_url=_settings.redis_url,
-    cors_allowed_origins=_settings.allowed_origins(),
+    cors_allowed_origins=_settings.allowed_origins(_frontend_port),
     show_built_with_reflex=False,
     plugins=[
         rx.plugins.SitemapPlugin(),
