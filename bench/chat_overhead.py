@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import functools
 import itertools
@@ -282,7 +283,7 @@ class WireCounts:
 class ByteCountingProxy:
     """A TCP proxy in front of the app: the browser talks to it, it talks to the app.
 
-    Playwright reports websocket payloads after permessage-deflate has been undone;
+    The browser reports websocket payloads after permessage-deflate has been undone;
     this counts what the network carries (frame headers and compressed payloads).
     Only ``/_event`` websocket connections are counted, from the end of the upgrade
     handshake on. Runs its own event loop in a daemon thread.
@@ -688,23 +689,35 @@ class Frame:
 
 @dataclass
 class FrameLog:
-    """Frames of the app's /_event websocket, stamped when Playwright reports them."""
+    """Frames of the app's /_event websocket, as Chromium's network log records them.
+
+    Read through the DevTools protocol, each frame with the browser's own timestamp
+    (seconds): times between frames do not include how late the test driver got to
+    hear of them, which on two busy cores is tens of milliseconds at times.
+    """
 
     frames: list[Frame] = field(default_factory=list)
+    _sockets: set[str] = field(default_factory=set)
 
     def attach(self, page: Any) -> None:
-        page.on("websocket", self._on_socket)
+        session = page.context.new_cdp_session(page)
+        session.on("Network.webSocketCreated", self._on_created)
+        session.on("Network.webSocketFrameSent", lambda event: self._add(True, event))
+        session.on("Network.webSocketFrameReceived", lambda event: self._add(False, event))
+        session.send("Network.enable")
 
-    def _on_socket(self, socket_: Any) -> None:
-        if "/_event" not in socket_.url:
+    def _on_created(self, event: dict[str, Any]) -> None:
+        if "/_event" in event["url"]:
+            self._sockets.add(event["requestId"])
+
+    def _add(self, sent: bool, event: dict[str, Any]) -> None:
+        if event["requestId"] not in self._sockets:
             return
-        socket_.on("framesent", lambda payload: self._add(True, payload))
-        socket_.on("framereceived", lambda payload: self._add(False, payload))
-
-    def _add(self, sent: bool, payload: str | bytes) -> None:
-        data = payload.encode() if isinstance(payload, str) else payload
-        text = data.decode(errors="replace")
-        self.frames.append(Frame(time.perf_counter(), sent, len(data), text))
+        frame = event["response"]
+        text = str(frame.get("payloadData", ""))
+        # Text frames come as text; binary ones (opcode 2) base64-encoded.
+        size = len(base64.b64decode(text)) if frame.get("opcode") == 2 else len(text.encode())
+        self.frames.append(Frame(float(event["timestamp"]), sent, size, text))
 
     def since(self, index: int) -> list[Frame]:
         return self.frames[index:]
@@ -748,7 +761,7 @@ class Reply:
     tokens: int
     chars: int
     frames: int
-    bytes: int  # payload: frame payloads as Playwright reports them (decompressed)
+    bytes: int  # payload: frame payloads as the browser's network log has them (decompressed)
     ttft: float  # send frame sent -> first frame with a non-empty draft
     wire: int = 0  # wire: bytes on the TCP connection (frame headers, compressed)
 

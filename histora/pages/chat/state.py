@@ -8,9 +8,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 import reflex as rx
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora import deps
 from histora.errors import HistoraError
+from histora.models import User
 from histora.models.characters import CharacterPublic
 from histora.models.chat import ChatBubble, ChatMessagePublic, SessionLink
 from histora.pages.chat.draft import ChatDraft
@@ -182,10 +184,14 @@ class ChatState(rx.State):
         if self.character is None:
             return
         async with acting(self) as (db, actor):
-            links = await conversations.list_session_titles(
-                db, actor=actor, character_id=self.character.id
-            )
+            links = await self._session_titles(db, actor)
         self._show_sessions(links)
+
+    async def _session_titles(self, db: AsyncSession, actor: User) -> list[SessionLink]:
+        assert self.character is not None
+        return await conversations.list_session_titles(
+            db, actor=actor, character_id=self.character.id
+        )
 
     def _listed_sessions(self) -> list[SessionLink]:
         return [*self.get_value("newer_sessions"), *self.get_value("sessions")]
@@ -299,6 +305,8 @@ class ChatState(rx.State):
                         db, actor=actor, session_id=session_id, content=text
                     )
                     self._append(turn.user_message)
+                if started:  # listed (and marked as open) from its first question on
+                    self._show_sessions(await self._session_titles(db, actor))
         except HistoraError as exc:
             self.error = exc.public_message
             if not regenerate and text.strip():
@@ -307,8 +315,6 @@ class ChatState(rx.State):
         self._turn, self._stop_requested = turn, False
         self.streaming = True
         await self._clear_draft()
-        if started:  # listed (and marked as open) from its first question on
-            await self._refresh_sessions()
         address = self._show_address()
         return ChatState.stream_reply if address is None else [ChatState.stream_reply, address]
 
