@@ -118,7 +118,8 @@ async def check_send_rate(limiter: RateLimiter, *, actor: User, settings: Settin
     await limiter.hit(settings.chat_rate_limit, "chat-user", str(actor.id))
 
 
-def _validate_content(content: str) -> str:
+def validate_content(content: str) -> str:
+    """The message to send, trimmed; refuses an empty or too long one."""
     text = content.strip()
     if not text:
         raise InvalidInputError("A message cannot be empty.")
@@ -426,7 +427,7 @@ async def start_turn(
     are Core: they neither flush pending ORM objects nor refresh those already loaded
     in ``db``.
     """
-    text = _validate_content(content)
+    text = validate_content(content)
     client_id = _validate_client_id(client_message_id)
     actor_id = actor.id  # a rollback expires the actor; keep its id
     now = utcnow()

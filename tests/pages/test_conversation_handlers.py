@@ -143,3 +143,18 @@ async def test_conversations_page_says_how_many_it_does_not_list(
 
     await ConversationsState.load.fn(state)
     assert (len(state.sessions), state.total, state.not_shown) == (2, 3, 1)
+
+
+async def test_a_refused_first_question_starts_no_conversation_and_is_given_back(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    root = await signed_in_root(db, user, container.settings)
+    chat = substate(root, ChatState)
+    chat.character = await _socrates(db)
+    too_long = "Why? " * 1000
+
+    await chat._begin(too_long)
+    assert chat.error == "A message is limited to 4,000 characters; this one has 4,999."
+    assert (chat.prefill, chat.can_retry, chat.session_id) == (too_long, False, "")
+    assert await conversations.list_session_titles(db, actor=user, character_id="socrates") == []

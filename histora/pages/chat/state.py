@@ -290,6 +290,8 @@ class ChatState(rx.State):
                     container.rate_limiter, actor=actor, settings=container.settings
                 )
                 if not self.session_id:
+                    if not regenerate:  # a refused first question starts no conversation
+                        chat_service.validate_content(text)
                     new = await conversations.create_session(
                         db, actor=actor, character_id=self.character.id
                     )
