@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +90,21 @@ def test_pages_on_another_port_are_allowed_unless_origins_are_set(
     monkeypatch.setenv("HISTORA_CORS_ORIGINS", "https://histora.example")
     chosen = Settings(_env_file=None)  # type: ignore[call-arg]
     assert chosen.allowed_origins(3300) == ["https://histora.example"]
+
+
+def test_reflex_is_told_the_origin_of_the_port_it_serves_on(tmp_path: Path) -> None:
+    # `reflex run` sets REFLEX_FRONTEND_PORT, then the app reads rxconfig.py again.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HISTORA_")}
+    env |= {"HISTORA_DATA_DIR": str(tmp_path), "REFLEX_FRONTEND_PORT": "3300"}
+    read = "import rxconfig; print(','.join(rxconfig.config.cors_allowed_origins))"
+    result = subprocess.run(
+        [sys.executable, "-c", read],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    origins = result.stdout.strip().splitlines()[-1].split(",")
+    assert "http://localhost:3300" in origins and "http://127.0.0.1:3300" in origins

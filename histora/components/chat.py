@@ -55,27 +55,26 @@ def _bubble(*children: rx.Component, mine: bool | rx.Var[bool], test_id: str) ->
     )
 
 
+def _note(text: str, *, color: rx.Color, test_id: str) -> rx.Component:
+    return rx.text(text, size="1", color=color, data_testid=f"{test_id}-note")
+
+
 def _status_note(message: rx.Var[ChatBubble]) -> rx.Component:
+    quiet = rx.color("gray", 10)
     return rx.match(
         message.status,
-        ("stopped", rx.text("Stopped", size="1", color=rx.color("gray", 10))),
+        ("stopped", _note("Stopped", color=quiet, test_id="stopped")),
+        # Opened while another tab or device is still receiving it.
         (
-            # Opened while another tab or device is still receiving it.
             "streaming",
-            rx.text(
-                "Still being written. Reload to see the rest.",
-                size="1",
-                color=rx.color("gray", 10),
-                data_testid="streaming-note",
-            ),
+            _note("Still being written. Reload to see the rest.", color=quiet, test_id="streaming"),
         ),
         (
             "failed",
-            rx.text(
+            _note(
                 "This reply failed before it finished.",
-                size="1",
                 color=rx.color("red", 11),
-                data_testid="failed-note",
+                test_id="failed",
             ),
         ),
         rx.fragment(),

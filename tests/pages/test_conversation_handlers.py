@@ -4,10 +4,12 @@ database keeps what it had."""
 from __future__ import annotations
 
 import pytest
+import reflex as rx
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from histora.models import ChatSession
+from histora.models import ChatSession, User
 from histora.models.characters import CharacterPublic
+from histora.models.chat import ChatSessionPublic
 from histora.pages import conversations as conversations_page
 from histora.pages.chat.sessions_state import ChatSessionsState
 from histora.pages.chat.state import ChatState
@@ -26,19 +28,30 @@ async def _socrates(db: AsyncSession) -> CharacterPublic:
     return CharacterPublic.model_validate(found, from_attributes=True)
 
 
-async def _stored_title(db: AsyncSession, session_id: object) -> str:
+async def _stored(db: AsyncSession, session_id: object) -> ChatSession:
     db.expunge_all()
     row = await db.get(ChatSession, session_id)
     assert row is not None
-    return row.title
+    return row
+
+
+async def _stored_title(db: AsyncSession, session_id: object) -> str:
+    return (await _stored(db, session_id)).title
+
+
+async def _one_conversation(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> tuple[User, ChatSessionPublic, rx.State]:
+    """A new user with one conversation with Socrates, signed in to a fresh state tree."""
+    user = await make_user(db)
+    session = await conversations.create_session(db, actor=user, character_id="socrates")
+    return user, session, await signed_in_root(db, user, container.settings)
 
 
 async def test_a_blank_title_keeps_the_rename_dialog_open(
     db: AsyncSession, container: FakeProvidersContainer
 ) -> None:
-    user = await make_user(db)
-    session = await conversations.create_session(db, actor=user, character_id="socrates")
-    root = await signed_in_root(db, user, container.settings)
+    _, session, root = await _one_conversation(db, container)
     state = substate(root, ChatSessionsState)
 
     ChatSessionsState.ask_rename.fn(state, str(session.id), session.title)
@@ -158,3 +171,40 @@ async def test_a_refused_first_question_starts_no_conversation_and_is_given_back
     assert chat.error == "A message is limited to 4,000 characters; this one has 4,999."
     assert (chat.prefill, chat.can_retry, chat.session_id) == (too_long, False, "")
     assert await conversations.list_session_titles(db, actor=user, character_id="socrates") == []
+
+
+async def test_during_a_reply_its_conversation_stays_and_the_others_can_go(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user, writing, root = await _one_conversation(db, container)
+    other = await conversations.create_session(db, actor=user, character_id="socrates")
+    chat = substate(root, ChatState)
+    chat.character = await _socrates(db)
+    chat.session_id, chat.streaming = str(writing.id), True
+    state = substate(root, ChatSessionsState)
+
+    await ChatSessionsState.archive.fn(state, str(writing.id))
+    assert chat.error == "Stop the reply, or let it finish, before archiving this conversation."
+    assert not (await _stored(db, writing.id)).archived
+
+    chat.error = ""
+    await ChatSessionsState.archive.fn(state, str(other.id))
+    assert chat.error == ""
+    assert (await _stored(db, other.id)).archived
+    assert chat.streaming  # the reply on screen goes on
+
+
+async def test_a_new_conversation_during_a_reply_leaves_the_reply_to_be_saved(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user, session, root = await _one_conversation(db, container)
+    chat = substate(root, ChatState)
+    chat.character = await _socrates(db)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session.id, content="Why?")
+    chat.session_id, chat.streaming, chat._turn = str(session.id), True, turn
+
+    redirect = await ChatState.new_session.fn(chat)
+    assert redirect is not None and "/chat/socrates" in str(redirect)
+    # No longer shown here, so the streaming task stops updating this page (and saves on).
+    assert (chat.streaming, chat._turn, chat.session_id) == (False, None, "")
+    assert not chat._is_showing(turn)
