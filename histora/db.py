@@ -1,7 +1,8 @@
 """Database engines and sessions: the only place that builds engines.
 
-PostgreSQL goes through psycopg 3 (async), SQLite through aiosqlite. Sessions are
-short-lived: open one per unit of work, never across a model call or a stream.
+PostgreSQL goes through psycopg 3 (async), SQLite through aiosqlite (one trip to its
+thread per statement, see ``sqlite_driver``). Sessions are short-lived: open one per
+unit of work, never across a model call or a stream.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.util import await_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from histora import sqlite_driver
 from histora.settings import Settings
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -95,7 +97,10 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     if is_sqlite(url):
         prepare_sqlite_file(url)
         engine = create_async_engine(
-            async_database_url(url), echo=settings.database_echo, connect_args={"timeout": 30}
+            async_database_url(url),
+            echo=settings.database_echo,
+            connect_args={"timeout": 30},
+            module=sqlite_driver.DBAPI,
         )
         configure_sqlite(engine.sync_engine)
         return engine

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+import aiosqlite
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from histora.db import create_engine
 from histora.settings import Settings
@@ -51,5 +54,51 @@ async def test_sqlite_transactions_take_the_write_lock_up_front(tmp_path: Path) 
             await connection.execute(text("INSERT INTO t VALUES (1)"))
         async with engine.connect() as connection:
             assert (await connection.execute(text("SELECT count(*) FROM t"))).scalar() == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_statements_take_one_trip_to_the_driver_thread_and_read_as_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips: list[str] = []
+    run_on_thread = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(fn, "__name__", repr(fn)))
+        return await run_on_thread(self, fn, *args, **kwargs)
+
+    engine = create_engine(_settings(tmp_path))
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, x TEXT UNIQUE)"))
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        async with engine.connect() as connection, connection.begin():
+            trips.clear()
+            inserted = await connection.execute(
+                text("INSERT INTO t (x) VALUES (:x)"), [{"x": f"row {n}"} for n in range(250)]
+            )
+            assert inserted.rowcount == 250
+            assert len(trips) == 1
+            single = await connection.execute(text("INSERT INTO t (x) VALUES ('last')"))
+            assert single.lastrowid == 251
+            trips.clear()
+            rows = (await connection.execute(text("SELECT id, x FROM t ORDER BY id"))).all()
+            assert len(trips) == 1
+            assert len(rows) == 251 and tuple(rows[0]) == (1, "row 0")
+            updated = await connection.execute(text("UPDATE t SET x = x || '!' WHERE id <= 10"))
+            assert updated.rowcount == 10
+            returned = await connection.execute(text("DELETE FROM t WHERE id > 245 RETURNING id"))
+            assert sorted(returned.scalars()) == [246, 247, 248, 249, 250, 251]
+            empty = await connection.execute(text("SELECT x FROM t WHERE id < 0"))
+            assert empty.first() is None
+            with pytest.raises(IntegrityError):
+                await connection.execute(text("INSERT INTO t (x) VALUES ('row 20')"))
+        async with engine.connect() as connection:
+            # Server-side cursors keep the driver's own cursor and still stream.
+            streamed = await connection.stream(text("SELECT x FROM t ORDER BY id"))
+            assert [row.x async for row in streamed][:2] == ["row 0!", "row 1!"]
+            with pytest.raises(OperationalError, match="no such table"):
+                await connection.execute(text("SELECT * FROM missing"))
     finally:
         await engine.dispose()
