@@ -9,7 +9,7 @@ from histora.models.chat import ChatBubble
 from histora.models.documents import CitationPublic
 
 # Inside a bubble: wide tables and code scroll on their own instead of widening the page,
-# images fit, and table cells are told apart.
+# and table cells are told apart.
 _MARKDOWN_STYLE = {
     "& table": {"display": "block", "overflow_x": "auto", "border_collapse": "collapse"},
     "& th, & td": {
@@ -18,7 +18,6 @@ _MARKDOWN_STYLE = {
         "text_align": "left",
     },
     "& pre": {"overflow_x": "auto", "max_width": "100%"},
-    "& img": {"max_width": "100%"},
 }
 
 
@@ -28,12 +27,29 @@ def _new_tab_link(text: object, **props: object) -> rx.Component:
     return rx.link(text, is_external=True, rel="noopener noreferrer", **props)
 
 
+def _image_as_link(*_children: object, **_props: object) -> rx.Component:
+    # An image in a reply is shown as a link to it, never fetched by itself: a reply can
+    # be steered by a document's text, and an image address that carries words of the
+    # conversation would send them to its server the moment the reply is shown.
+    src = rx.Var("props?.src", _var_type=str)
+    alt = rx.Var("(props?.alt || props?.src)", _var_type=str)
+    return rx.link(
+        rx.icon("image", size=14, display="inline", vertical_align="middle"),
+        " ",
+        alt,
+        href=src,
+        is_external=True,
+        rel="noopener noreferrer",
+        data_testid="reply-image-link",
+    )
+
+
 def safe_markdown(text: rx.Var[str] | str) -> rx.Component:
     # use_raw=False: model output is untrusted, raw HTML in it must never render.
     return rx.markdown(
         text,
         use_raw=False,
-        component_map={"a": _new_tab_link},
+        component_map={"a": _new_tab_link, "img": _image_as_link},
         class_name="chat-markdown",
         style=_MARKDOWN_STYLE,
     )

@@ -186,12 +186,61 @@ def footer() -> rx.Component:
     )
 
 
-def page_layout(*children: rx.Component) -> rx.Component:
+MAIN_ID = "main-content"
+_SKIP_LINK_SHOWN = {
+    "left": "var(--space-3)",
+    "top": "var(--space-3)",
+    "width": "auto",
+    "height": "auto",
+    "clip_path": "none",
+}
+
+
+def skip_link(label: str, target_id: str) -> rx.Component:
+    """The first stop of the Tab key: hidden until focused, it jumps past the navigation.
+
+    A button, not a "#id" link: the router would take such a link for a navigation.
+    """
+    return rx.el.button(
+        label,
+        type="button",
+        on_click=rx.vars.FunctionStringVar.create(
+            f"() => document.getElementById('{target_id}')?.focus()"
+        ),
+        position="fixed",
+        left="0",
+        top="0",
+        width="1px",
+        height="1px",
+        overflow="hidden",
+        white_space="nowrap",
+        clip_path="inset(50%)",
+        z_index="1000",
+        padding="var(--space-2) var(--space-3)",
+        border_radius="var(--radius-3)",
+        background=rx.color("accent", 9),
+        color="var(--accent-contrast)",
+        font_size="var(--font-size-2)",
+        cursor="pointer",
+        _focus=_SKIP_LINK_SHOWN,
+        data_testid="skip-link",
+    )
+
+
+def page_layout(
+    *children: rx.Component,
+    skip_label: str = "Skip to main content",
+    skip_to: str = MAIN_ID,
+) -> rx.Component:
     return rx.flex(
+        skip_link(skip_label, skip_to),
         navbar(),
         rx.box(
             *children,
             as_="main",
+            id=MAIN_ID,
+            tab_index=-1,  # focusable by the skip link, not by Tab
+            outline="none",
             width="100%",
             max_width=CONTENT_MAX_WIDTH,
             margin_x="auto",

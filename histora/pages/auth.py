@@ -230,11 +230,12 @@ def _form(
     )
 
 
-@rx.page(
-    route="/login",
-    title="Sign in · Histora",
-    on_load=[AuthFormState.clear, SessionState.restore],
-)
+_ON_LOAD = [AuthFormState.clear, SessionState.restore]
+
+
+# The other names people type for these pages open them too, instead of a 404.
+@rx.page(route="/login", title="Sign in · Histora", on_load=_ON_LOAD)
+@rx.page(route="/signin", title="Sign in · Histora", on_load=_ON_LOAD)
 def login_page() -> rx.Component:
     return _card(
         "Sign in",
@@ -249,11 +250,8 @@ def login_page() -> rx.Component:
     )
 
 
-@rx.page(
-    route="/register",
-    title="Create an account · Histora",
-    on_load=[AuthFormState.clear, SessionState.restore],
-)
+@rx.page(route="/register", title="Create an account · Histora", on_load=_ON_LOAD)
+@rx.page(route="/signup", title="Create an account · Histora", on_load=_ON_LOAD)
 def register_page() -> rx.Component:
     return _card(
         "Create an account",

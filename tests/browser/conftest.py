@@ -111,10 +111,16 @@ def local_model_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory: pytest.TempPathFactory, local_model_port: int) -> Iterator[str]:
+def app_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared app's data folder (its SQLite database is ``app.db`` in it)."""
+    return tmp_path_factory.mktemp("browser-data")
+
+
+@pytest.fixture(scope="session")
+def app_url(app_data_dir: Path, local_model_port: int) -> Iterator[str]:
     """The app on its embedded defaults: local accounts, local model."""
     settings = {"HISTORA_LOCAL_MODEL_PORT": str(local_model_port)}
-    with running_app(tmp_path_factory.mktemp("browser-data"), settings) as url:
+    with running_app(app_data_dir, settings) as url:
         yield url
 
 

@@ -41,6 +41,13 @@ def test_sign_up_out_in_and_reload(app_url: str, page: Page) -> None:
     expect(page.get_by_test_id("profile-link")).to_have_text("Reader")
 
 
+def test_the_other_usual_names_of_the_account_pages_open_them(app_url: str, page: Page) -> None:
+    for path, button in (("/signup", "sign-up"), ("/signin", "sign-in")):
+        page.goto(f"{app_url}{path}")
+        expect(page.get_by_test_id(button)).to_be_visible()
+        expect(page.get_by_test_id("not-found")).to_have_count(0)
+
+
 def test_chat_requires_an_account(app_url: str, page: Page) -> None:
     page.goto(f"{app_url}/chat/socrates")
     expect(page).to_have_url(f"{app_url}/login?next=/chat/socrates")

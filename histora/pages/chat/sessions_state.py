@@ -58,6 +58,11 @@ class ChatSessionsState(rx.State):
     def cancel_delete(self) -> None:
         self.confirm_delete_id = ""
 
+    @rx.event
+    def delete_open_changed(self, is_open: bool) -> None:
+        if not is_open:
+            self.cancel_delete()
+
     async def _apply(self, session_id: str, *, delete: bool) -> rx.event.EventSpec | None:
         chat = await self.get_state(ChatState)
         if chat.streaming and chat.session_id == session_id:

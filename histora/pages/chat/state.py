@@ -119,6 +119,8 @@ class ChatState(rx.State):
     a31: list[ChatBubble] = []
     streaming: bool = False
     error: str = ""
+    # The open conversation is archived (opened by its link): it is not in the sidebar.
+    archived: bool = False
     # A question put in the composer for the user to send (or edit) themselves: a starter
     # question, or a send that was refused, given back. The version remounts the composer.
     prefill: str = ""
@@ -214,7 +216,7 @@ class ChatState(rx.State):
         if self.streaming and requested and requested == self.session_id:
             return None  # the address caught up with the conversation on screen (its first send)
         await self._detach_reply()
-        self._assign(error="", can_retry=False)
+        self._assign(error="", can_retry=False, archived=False)
         character_id = _route_character_id(str(self.router.url.path))
         async with deps.db_session() as db:
             found = await characters_service.get_published(db, character_id=character_id)
@@ -258,8 +260,25 @@ class ChatState(rx.State):
         if session.character_id != self.character.id:  # a link under another figure
             return rx.redirect(f"/chat/{session.character_id}?session={session.id}")
         self.session_id = str(session.id)
+        self._assign(archived=session.archived)
         self._show(shown)
         return None
+
+    @rx.event
+    async def restore(self) -> None:
+        """Take the open conversation out of the archive, back into the sidebar."""
+        if not self.session_id:
+            return
+        try:
+            async with acting(self) as (db, actor):
+                await conversations.set_archived(
+                    db, actor=actor, session_id=uuid.UUID(self.session_id), archived=False
+                )
+                self._show_sessions(await self._session_titles(db, actor))
+        except HistoraError as exc:
+            self.error = exc.public_message
+            return
+        self.archived = False
 
     @rx.event
     async def new_session(self) -> rx.event.EventSpec | None:
@@ -267,6 +286,7 @@ class ChatState(rx.State):
             return None
         await self._detach_reply()
         self.session_id, self.error = "", ""
+        self._assign(archived=False)
         self._show([])
         return rx.redirect(f"/chat/{self.character.id}")
 
