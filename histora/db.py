@@ -7,7 +7,6 @@ unit of work, never across a model call or a stream.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +15,6 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.util import await_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora import sqlite_driver
@@ -85,11 +83,11 @@ def configure_sqlite(engine: Any) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
         # then writes fails with "database is locked" when another writer got in first,
         # and busy_timeout cannot help it. Transactions here are short, so waiting is fine.
-        # Straight on the driver's connection: with aiosqlite that is one trip to its
-        # thread, where a cursor (open, execute, close) takes three, on every request.
-        begun = connection.connection.driver_connection.execute("BEGIN IMMEDIATE")
-        if inspect.isawaitable(begun):
-            await_(begun)
+        adapted = connection.connection.dbapi_connection
+        if isinstance(adapted, sqlite_driver.OneTripConnection):
+            adapted.begin_immediate()  # after this process's other transactions end
+        else:  # the synchronous driver (migrations)
+            connection.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:

@@ -9,25 +9,60 @@ rows, row count and description, and closes the sqlite3 cursor in one call on th
 thread; everything else (the connection, the pool, server-side cursors, errors)
 stays SQLAlchemy's own.
 
+Transactions of one process take turns on an in-process lock before they ask SQLite
+for its write lock (``BEGIN IMMEDIATE``). SQLite makes a writer that finds the lock
+taken sleep and retry, at 1, 2, 5, 10 and on up to 100 ms, so ten sends at once
+waited up to 200 ms for transactions that each hold the lock for about a millisecond;
+queued on the lock here, each starts as soon as the one before it ends. Other
+processes on the same file still meet SQLite's own lock and ``busy_timeout``.
+
 Pass :data:`DBAPI` as ``create_async_engine(..., module=DBAPI)`` on a
-``sqlite+aiosqlite`` URL.
+``sqlite+aiosqlite`` URL, and begin transactions with
+:meth:`OneTripConnection.begin_immediate`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import aiosqlite
+import structlog
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
 from sqlalchemy.util import EMPTY_DICT, await_
+
+log = structlog.get_logger(__name__)
+
+# How long a transaction waits for this process's others before it asks SQLite anyway
+# (as long as SQLite's own busy_timeout, set in histora.db).
+TURN_TIMEOUT_SECONDS = 5.0
+# One lock per event loop and database file (locks belong to one loop).
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _turn_lock(database: str) -> asyncio.Lock:
+    by_file = _turns.setdefault(asyncio.get_running_loop(), {})
+    return by_file.setdefault(database, asyncio.Lock())
+
+
+def _shared_file(database: object) -> str | None:
+    """The key under which connections share a database, or None for a private one."""
+    if not isinstance(database, str) or not database:
+        return None
+    if database == ":memory:" or "mode=memory" in database:
+        return None
+    return database
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,14 +164,76 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("_database", "_turn")
     _cursor_cls: type[AsyncAdapt_aiosqlite_cursor] = OneTripCursor
+
+    def __init__(self, dbapi: Any, connection: Any, database: str | None) -> None:
+        super().__init__(dbapi, connection)
+        self._database = database
+        self._turn: asyncio.Lock | None = None  # held from BEGIN to COMMIT or ROLLBACK
+
+    def begin_immediate(self) -> None:
+        """BEGIN IMMEDIATE, once this process's earlier transactions on the file end."""
+        try:
+            await_(self._begin_immediate())
+        except Exception as error:  # noqa: BLE001 - raised again as the DBAPI's error
+            self._handle_exception(error)
+
+    async def _begin_immediate(self) -> None:
+        if self._database is not None:
+            await self._wait_for_turn(self._database)
+        try:
+            connection = cast(aiosqlite.Connection, self._connection)
+            await connection.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._end_turn()
+            raise
+
+    async def _wait_for_turn(self, database: str) -> None:
+        lock = _turn_lock(database)
+        try:
+            async with asyncio.timeout(TURN_TIMEOUT_SECONDS):
+                await lock.acquire()
+        except TimeoutError:
+            # Held too long: a transaction that outlived its connection, or one that
+            # waits for another of its own task. A fresh lock for those after this one,
+            # so one lost release costs one wait, not one on every transaction to come.
+            _turns[asyncio.get_running_loop()][database] = asyncio.Lock()
+            log.warning("sqlite.turn_timeout", seconds=TURN_TIMEOUT_SECONDS)
+            return
+        self._turn = lock
+
+    def _end_turn(self) -> None:
+        turn, self._turn = self._turn, None
+        if turn is not None and turn.locked():
+            turn.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._end_turn()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._end_turn()
+
+    def close(self) -> None:
+        self._end_turn()
+        super().close()
+
+    def terminate(self) -> None:
+        self._end_turn()
+        super().terminate()
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:
         adapted = super().connect(*arg, **kw)
-        return OneTripConnection(self, adapted._connection)
+        database = arg[0] if arg else kw.get("database")
+        return OneTripConnection(self, adapted._connection, _shared_file(database))
 
 
 DBAPI = OneTripDBAPI(aiosqlite, sqlite3)
