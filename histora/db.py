@@ -56,11 +56,13 @@ def prepare_sqlite_file(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def configure_sqlite(engine: Any) -> None:
+def configure_sqlite(engine: Any, *, begin_immediate: bool = True) -> None:
     """Make SQLite behave: foreign keys on, WAL, real and serialised transactions.
 
     pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINTs; the
-    standard SQLAlchemy recipe takes over BEGIN so nested transactions work.
+    standard SQLAlchemy recipe takes over BEGIN so nested transactions work. The async
+    engine's dialect (``sqlite_driver``) begins its transactions itself
+    (``begin_immediate=False``).
     """
 
     @event.listens_for(engine, "connect")
@@ -78,29 +80,30 @@ def configure_sqlite(engine: Any) -> None:
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
 
+    if not begin_immediate:
+        return
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
         # then writes fails with "database is locked" when another writer got in first,
         # and busy_timeout cannot help it. Transactions here are short, so waiting is fine.
-        adapted = connection.connection.dbapi_connection
-        if isinstance(adapted, sqlite_driver.OneTripConnection):
-            adapted.begin_immediate()  # after this process's other transactions end
-        else:  # the synchronous driver (migrations)
-            connection.connection.driver_connection.execute("BEGIN IMMEDIATE")
+        connection.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     url = url or settings.resolved_database_url
     if is_sqlite(url):
         prepare_sqlite_file(url)
+        # Our aiosqlite dialect: one trip to its thread per statement, and transactions
+        # that begin IMMEDIATE and take turns (see sqlite_driver).
+        driver_url = make_url(url).set(drivername=sqlite_driver.DRIVER_NAME)
         engine = create_async_engine(
-            async_database_url(url),
+            driver_url.render_as_string(hide_password=False),
             echo=settings.database_echo,
             connect_args={"timeout": 30},
-            module=sqlite_driver.DBAPI,
         )
-        configure_sqlite(engine.sync_engine)
+        configure_sqlite(engine.sync_engine, begin_immediate=False)
         return engine
     return create_async_engine(
         async_database_url(url),

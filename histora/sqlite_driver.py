@@ -16,14 +16,14 @@ waited up to 200 ms for transactions that each hold the lock for about a millise
 queued on the lock here, each starts as soon as the one before it ends. Other
 processes on the same file still meet SQLite's own lock and ``busy_timeout``.
 
-Pass :data:`DBAPI` as ``create_async_engine(..., module=DBAPI)`` on a
-``sqlite+aiosqlite`` URL, and begin transactions with
-:meth:`OneTripConnection.begin_immediate`.
+Importing this module registers the dialect as :data:`DRIVER_NAME`
+(``sqlite+histora_aiosqlite``) for ``create_async_engine``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import weakref
 from collections import deque
@@ -33,27 +33,81 @@ from typing import Any, cast
 
 import aiosqlite
 import structlog
+from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
+    SQLiteDialect_aiosqlite,
 )
 from sqlalchemy.util import EMPTY_DICT, await_
 
 log = structlog.get_logger(__name__)
 
-# How long a transaction waits for this process's others before it asks SQLite anyway
-# (as long as SQLite's own busy_timeout, set in histora.db).
+# A turn held this long is taken for lost (a release that never came) and the lock is
+# replaced, so a lost release costs one wait and not one on every transaction after it.
+# A transaction that really runs this long then meets SQLite's own lock and its
+# busy_timeout (set in histora.db), as it would without turns.
 TURN_TIMEOUT_SECONDS = 5.0
-# One lock per event loop and database file (locks belong to one loop).
-_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+
+
+class _Turns:
+    """Turn-taking for one database file on one event loop (a lock belongs to one loop)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = asyncio.Lock()
+        self.taken_at = 0.0  # loop time at which the current turn was taken
+
+    async def take(self) -> asyncio.Lock:
+        """Wait for a turn, in the order asked; returns the lock that is now held."""
+        while True:
+            lock = self.lock
+            try:
+                async with asyncio.timeout(TURN_TIMEOUT_SECONDS):
+                    await lock.acquire()
+            except TimeoutError:
+                held_for = self.loop.time() - self.taken_at
+                if self.lock is lock and held_for >= TURN_TIMEOUT_SECONDS:
+                    self.lock = asyncio.Lock()
+                    log.warning("sqlite.turn_lost", held_seconds=round(held_for, 1))
+                continue  # a long queue of short turns: keep waiting
+            if self.lock is not lock:  # replaced meanwhile: queue on the new one
+                lock.release()
+                continue
+            self.taken_at = self.loop.time()
+            return lock
+
+    def hand_on(self, lock: asyncio.Lock) -> None:
+        """Release ``lock`` from any thread: a connection may be dropped by the garbage
+        collector off the loop, or after the loop has closed."""
+
+        def release() -> None:
+            if lock.locked():
+                lock.release()
+
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            release()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                self.loop.call_soon_threadsafe(release)
+
+
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Turns]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _turn_lock(database: str) -> asyncio.Lock:
-    by_file = _turns.setdefault(asyncio.get_running_loop(), {})
-    return by_file.setdefault(database, asyncio.Lock())
+def _turns_for(database: str) -> _Turns:
+    loop = asyncio.get_running_loop()
+    by_file = _turns.setdefault(loop, {})
+    if database not in by_file:
+        by_file[database] = _Turns(loop)
+    return by_file[database]
 
 
 def _shared_file(database: object) -> str | None:
@@ -71,6 +125,9 @@ class _Outcome:
     rowcount: int
     lastrowid: int | None
     rows: list[Any]
+
+
+_NOTHING = _Outcome(None, -1, None, [])
 
 
 def _run(
@@ -108,7 +165,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._connection = adapt_connection._connection
         self._soft_closed_memoized = EMPTY_DICT
         self._rows = deque()
-        self._outcome = _Outcome(None, -1, None, [])
+        self._outcome = _NOTHING
 
     @property
     def description(self) -> Any:
@@ -143,11 +200,13 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         return self._run(operation, seq_of_parameters, many=True)
 
     def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
+        self._outcome, self._rows = _NOTHING, deque()  # a failed statement leaves nothing
         try:
-            self._outcome = await_(self._run_async(operation, parameters, many=many))
+            outcome = await_(self._run_async(operation, parameters, many=many))
         except Exception as error:  # noqa: BLE001 - raised again as the DBAPI's error
             self._adapt_connection._handle_exception(error)
-        self._rows = deque(self._outcome.rows)
+        self._rows = deque(outcome.rows)
+        self._outcome = _Outcome(outcome.description, outcome.rowcount, outcome.lastrowid, [])
 
     async def _run_async(self, operation: Any, parameters: Any, *, many: bool) -> _Outcome:
         connection = cast(aiosqlite.Connection, self._connection)
@@ -170,7 +229,8 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     def __init__(self, dbapi: Any, connection: Any, database: str | None) -> None:
         super().__init__(dbapi, connection)
         self._database = database
-        self._turn: asyncio.Lock | None = None  # held from BEGIN to COMMIT or ROLLBACK
+        # Held from BEGIN until the transaction ends (COMMIT, ROLLBACK or closing).
+        self._turn: tuple[_Turns, asyncio.Lock] | None = None
 
     def begin_immediate(self) -> None:
         """BEGIN IMMEDIATE, once this process's earlier transactions on the file end."""
@@ -181,7 +241,8 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
     async def _begin_immediate(self) -> None:
         if self._database is not None:
-            await self._wait_for_turn(self._database)
+            turns = _turns_for(self._database)
+            self._turn = (turns, await turns.take())
         try:
             connection = cast(aiosqlite.Connection, self._connection)
             await connection.execute("BEGIN IMMEDIATE")
@@ -189,30 +250,14 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             self._end_turn()
             raise
 
-    async def _wait_for_turn(self, database: str) -> None:
-        lock = _turn_lock(database)
-        try:
-            async with asyncio.timeout(TURN_TIMEOUT_SECONDS):
-                await lock.acquire()
-        except TimeoutError:
-            # Held too long: a transaction that outlived its connection, or one that
-            # waits for another of its own task. A fresh lock for those after this one,
-            # so one lost release costs one wait, not one on every transaction to come.
-            _turns[asyncio.get_running_loop()][database] = asyncio.Lock()
-            log.warning("sqlite.turn_timeout", seconds=TURN_TIMEOUT_SECONDS)
-            return
-        self._turn = lock
-
     def _end_turn(self) -> None:
-        turn, self._turn = self._turn, None
-        if turn is not None and turn.locked():
-            turn.release()
+        if self._turn is not None:
+            (turns, lock), self._turn = self._turn, None
+            turns.hand_on(lock)
 
     def commit(self) -> None:
-        try:
-            super().commit()
-        finally:
-            self._end_turn()
+        super().commit()
+        self._end_turn()  # a failed COMMIT leaves the transaction to its ROLLBACK
 
     def rollback(self) -> None:
         try:
@@ -221,12 +266,16 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             self._end_turn()
 
     def close(self) -> None:
-        self._end_turn()
-        super().close()
+        try:
+            super().close()  # ends an open transaction
+        finally:
+            self._end_turn()
 
     def terminate(self) -> None:
-        self._end_turn()
-        super().terminate()
+        try:
+            super().terminate()
+        finally:
+            self._end_turn()
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
@@ -237,3 +286,28 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
 
 
 DBAPI = OneTripDBAPI(aiosqlite, sqlite3)
+
+
+class OneTripDialect(SQLiteDialect_aiosqlite):
+    """aiosqlite with :data:`DBAPI`; every transaction begins IMMEDIATE, in turn.
+
+    BEGIN is issued here rather than from a "begin" event so that an error or a
+    cancellation while waiting goes through SQLAlchemy's own error handling (which
+    invalidates a broken connection and resets the transaction state).
+    """
+
+    driver = "histora_aiosqlite"
+    supports_statement_cache = True
+
+    @classmethod
+    def import_dbapi(cls) -> OneTripDBAPI:
+        return DBAPI
+
+    def do_begin(self, dbapi_connection: Any) -> None:
+        # The pool's proxy, or the adapted connection itself.
+        connection = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
+        connection.begin_immediate()
+
+
+DRIVER_NAME = "sqlite+histora_aiosqlite"
+registry.register(DRIVER_NAME.replace("+", "."), __name__, "OneTripDialect")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -118,59 +119,106 @@ def _fail_fast_on_a_taken_lock(engine: AsyncEngine) -> None:
         cursor.close()
 
 
+async def _write(engine: AsyncEngine, n: int, *, hold: float = 0) -> None:
+    async with engine.begin() as connection:
+        await asyncio.sleep(hold)
+        await connection.execute(text("INSERT INTO turns VALUES (:n)"), {"n": n})
+
+
+async def _ready(engine: AsyncEngine, connections: int) -> None:
+    """The turns table, and pooled connections enough for every writer to come: a new
+    connection takes a few trips to its thread, which would muddle the order asked."""
+    async with contextlib.AsyncExitStack() as stack:
+        opened = [await stack.enter_async_context(engine.connect()) for _ in range(connections)]
+        async with opened[0].begin():
+            await opened[0].execute(text("CREATE TABLE turns (n INTEGER)"))
+
+
+async def _written(engine: AsyncEngine) -> list[int]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(text("SELECT n FROM turns ORDER BY rowid"))
+        return list(rows.scalars())
+
+
 async def test_sqlite_transactions_of_one_process_take_turns_in_order(tmp_path: Path) -> None:
     engine = create_engine(_settings(tmp_path))
     _fail_fast_on_a_taken_lock(engine)
     try:
-        async with engine.begin() as connection:
-            await connection.execute(text("CREATE TABLE turns (n INTEGER)"))
-
-        async def write(n: int, *, hold: float = 0) -> None:
-            async with engine.begin() as connection:
-                await asyncio.sleep(hold)
-                await connection.execute(text("INSERT INTO turns VALUES (:n)"), {"n": n})
-
-        first = asyncio.create_task(write(0, hold=0.2))
+        await _ready(engine, 6)
+        first = asyncio.create_task(_write(engine, 0, hold=0.3))
         await asyncio.sleep(0.05)  # the first holds the write lock
         others = []
         for n in range(1, 6):
-            others.append(asyncio.create_task(write(n)))
-            await asyncio.sleep(0.01)  # asked in this order
+            others.append(asyncio.create_task(_write(engine, n)))
+            await asyncio.sleep(0.02)  # asked in this order
         await asyncio.gather(first, *others)  # none met SQLite's lock ("database is locked")
-        async with engine.connect() as connection:
-            order = (await connection.execute(text("SELECT n FROM turns ORDER BY rowid"))).scalars()
-            assert list(order) == [0, 1, 2, 3, 4, 5]
+        assert await _written(engine) == [0, 1, 2, 3, 4, 5]
     finally:
         await engine.dispose()
 
 
-async def test_a_failed_transaction_hands_on_its_turn_and_a_lost_one_costs_one_wait(
+async def test_a_queue_of_short_turns_is_not_taken_for_a_lost_turn(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_driver, "TURN_TIMEOUT_SECONDS", 1.0)
-    settings = _settings(tmp_path)
-    engine = create_engine(settings)
+    monkeypatch.setattr(sqlite_driver, "TURN_TIMEOUT_SECONDS", 0.4)
+    engine = create_engine(_settings(tmp_path))
+    _fail_fast_on_a_taken_lock(engine)
     try:
-        async with engine.begin() as connection:
-            await connection.execute(text("CREATE TABLE t (x INTEGER UNIQUE)"))
-            await connection.execute(text("INSERT INTO t VALUES (1)"))
-        with pytest.raises(IntegrityError):
-            async with engine.begin() as connection:
-                await connection.execute(text("INSERT INTO t VALUES (1)"))
-        turn = sqlite_driver._turn_lock(str(tmp_path / "app.db"))
-        assert not turn.locked()  # the rollback ended the failed transaction's turn
+        await _ready(engine, 4)
+        # The last waits about 0.75 s, longer than the timeout; no turn is held that long.
+        writers = []
+        for n in range(3):
+            writers.append(asyncio.create_task(_write(engine, n, hold=0.25)))
+            await asyncio.sleep(0.02)
+        await asyncio.gather(*writers)
+        assert await _written(engine) == [0, 1, 2]
+    finally:
+        await engine.dispose()
 
+
+async def test_a_turn_is_handed_on_by_a_rollback_and_by_a_cancelled_wait(tmp_path: Path) -> None:
+    engine = create_engine(_settings(tmp_path))
+    _fail_fast_on_a_taken_lock(engine)
+    try:
+        await _ready(engine, 3)
+        turns = sqlite_driver._turns_for(str(tmp_path / "app.db"))
+        with pytest.raises(OperationalError):
+            async with engine.begin() as connection:
+                await connection.execute(text("INSERT INTO missing VALUES (1)"))
+        assert not turns.lock.locked()
+
+        holder = asyncio.create_task(_write(engine, 1, hold=0.3))
+        await asyncio.sleep(0.05)
+        waiter = asyncio.create_task(_write(engine, 2))
+        await asyncio.sleep(0.05)
+        waiter.cancel()  # e.g. the page it worked for went away
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+        await holder
+        assert not turns.lock.locked()
+        await _write(engine, 3)  # the pool and the turns still work
+        assert await _written(engine) == [1, 3]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_lost_turn_costs_one_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_driver, "TURN_TIMEOUT_SECONDS", 1.0)
+    engine = create_engine(_settings(tmp_path))
+    try:
+        await _ready(engine, 1)
+        turns = sqlite_driver._turns_for(str(tmp_path / "app.db"))
         # A turn never handed on (its release lost): the next transaction waits once,
         # then goes ahead; the ones after it do not wait for the lost turn again.
-        await turn.acquire()
+        lost = turns.lock
+        await lost.acquire()
+        turns.taken_at = asyncio.get_running_loop().time()
         started = time.monotonic()
-        async with engine.begin() as connection:
-            await connection.execute(text("INSERT INTO t VALUES (2)"))
+        await _write(engine, 1)
         assert time.monotonic() - started >= 1.0
-        assert sqlite_driver._turn_lock(str(tmp_path / "app.db")) is not turn
+        assert turns.lock is not lost
         started = time.monotonic()
-        async with engine.begin() as connection:
-            await connection.execute(text("INSERT INTO t VALUES (3)"))
+        await _write(engine, 2)
         assert time.monotonic() - started < 1.0
     finally:
         await engine.dispose()

@@ -83,8 +83,14 @@ class _CheckedFile:
     pages: int | None
 
 
-async def _validated(upload: Upload, limits: ExtractionLimits) -> _CheckedFile:
-    """Read the whole file now, so a bad one is refused before anything is stored."""
+async def _validated(db: AsyncSession, upload: Upload, limits: ExtractionLimits) -> _CheckedFile:
+    """Read the whole file now, so a bad one is refused before anything is stored.
+
+    The checks so far end their transaction first: reading a large PDF takes seconds,
+    and on SQLite a transaction holds the database's write lock, which every chat send
+    needs. (Loaded objects stay usable: sessions here do not expire them on commit.)
+    """
+    await db.commit()
     if not upload.data:
         raise UnreadableFileError("This file is empty.")
     if len(upload.data) > limits.max_bytes:
@@ -151,7 +157,7 @@ async def upload_to_character(
     admin_service.require_admin(actor)
     character = await _character_or_raise(db, character_id)
     filename = clean_filename(upload.filename)
-    checked = await _validated(Upload(filename, upload.data), limits)
+    checked = await _validated(db, Upload(filename, upload.data), limits)
     existing = await _duplicate(
         db, scope_filter=Document.character_id == character.id, sha256=checked.sha256
     )
@@ -181,7 +187,7 @@ async def upload_to_session(
             "Delete one to add another."
         )
     filename = clean_filename(upload.filename)
-    checked = await _validated(Upload(filename, upload.data), limits)
+    checked = await _validated(db, Upload(filename, upload.data), limits)
     existing = await _duplicate(
         db, scope_filter=Document.session_id == session.id, sha256=checked.sha256
     )

@@ -4,7 +4,9 @@ stored with the reply; a session's own documents never reach another user's chat
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+import pytest
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -174,3 +176,24 @@ async def test_a_turn_knows_whether_its_scope_has_ready_sources(
     other = await conversations.create_session(db, actor=user, character_id="marcus-aurelius")
     third = await chat_service.start_turn(db, actor=user, session_id=other.id, content="Anger?")
     assert third.may_have_sources is False  # the document belongs to the first session
+
+
+async def test_reading_an_uploaded_file_holds_no_transaction(
+    db: AsyncSession, container: FakeProvidersContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On SQLite a transaction holds the database's write lock, and reading a large PDF
+    # takes seconds: every chat send would wait for it.
+    in_transaction: list[bool] = []
+    read = documents_service.extract
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        in_transaction.append(db.in_transaction())
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(documents_service, "extract", watched)
+    admin = await make_user(db, role=Role.ADMIN)
+    await _add_document(db, container, admin, MEDITATION, name="meditations.txt")
+    user = await make_user(db)
+    session = await conversations.create_session(db, actor=user, character_id="socrates")
+    await _add_document(db, container, user, UNRELATED, name="notes.txt", session_id=session.id)
+    assert in_transaction == [False, False]

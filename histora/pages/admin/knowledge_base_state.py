@@ -103,6 +103,7 @@ class KnowledgeBaseUploadState(DocumentUploadMixin, rx.State):
             async with self:
                 actor = await (await self.get_state(SessionState))._actor(db)
                 kb = (await self.get_state(KnowledgeBaseState)).knowledge_base
+                await db.commit()  # no transaction held once the page's state is let go
             return await documents_service.upload_to_character(
                 db,
                 actor=actor,

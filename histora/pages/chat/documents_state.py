@@ -73,6 +73,10 @@ class ChatUploadState(DocumentUploadMixin, rx.State):
         async with deps.db_session() as db:
             async with self:
                 actor = await (await self.get_state(SessionState))._actor(db)
+                # Ends the read before the page's state is let go: _conversation takes the
+                # state again, and a transaction held across that wait would make
+                # another event of this page, holding the state, wait for the database.
+                await db.commit()
             session_id = await self._conversation(db, actor)
             return await documents_service.upload_to_session(
                 db,
