@@ -30,17 +30,24 @@ def _new_tab_link(text: object, **props: object) -> rx.Component:
 def _image_as_link(*_children: object, **_props: object) -> rx.Component:
     # An image in a reply is shown as a link to it, never fetched by itself: a reply can
     # be steered by a document's text, and an image address that carries words of the
-    # conversation would send them to its server the moment the reply is shown.
+    # conversation would send them to its server the moment the reply is shown. The
+    # link's title shows the address before it is followed. An address react-markdown
+    # refused (javascript:, data:) arrives empty and leaves only the text.
     src = rx.Var("props?.src", _var_type=str)
-    alt = rx.Var("(props?.alt || props?.src)", _var_type=str)
-    return rx.link(
-        rx.icon("image", size=14, display="inline", vertical_align="middle"),
-        " ",
-        alt,
-        href=src,
-        is_external=True,
-        rel="noopener noreferrer",
-        data_testid="reply-image-link",
+    label = rx.Var("(props?.alt || 'Image')", _var_type=str)
+    return rx.cond(
+        src,
+        rx.link(
+            rx.icon("image", size=14, display="inline", vertical_align="middle"),
+            " ",
+            label,
+            href=src,
+            title=src,
+            is_external=True,
+            rel="noopener noreferrer",
+            data_testid="reply-image-link",
+        ),
+        rx.text(label, as_="span"),
     )
 
 
@@ -80,10 +87,11 @@ def _status_note(message: rx.Var[ChatBubble]) -> rx.Component:
     return rx.match(
         message.status,
         ("stopped", _note("Stopped", color=quiet, test_id="stopped")),
-        # Opened while another tab or device is still receiving it.
+        # Opened while another tab or device is still receiving it; the page shows the
+        # reply once it is saved (ChatState.follow_reply).
         (
             "streaming",
-            _note("Still being written. Reload to see the rest.", color=quiet, test_id="streaming"),
+            _note("Still being written…", color=quiet, test_id="streaming"),
         ),
         (
             "failed",

@@ -196,6 +196,16 @@ _SKIP_LINK_SHOWN = {
 }
 
 
+def focus_script(target_id: str) -> str:
+    """JavaScript that focuses the element ``target_id``, or the page's main content
+    when that one is missing or cannot take the focus (a disabled box)."""
+    return (
+        f"const target = document.getElementById('{target_id}'); target?.focus(); "
+        f"if (document.activeElement !== target) "
+        f"document.getElementById('{MAIN_ID}')?.focus();"
+    )
+
+
 def skip_link(label: str, target_id: str) -> rx.Component:
     """The first stop of the Tab key: hidden until focused, it jumps past the navigation.
 
@@ -204,9 +214,7 @@ def skip_link(label: str, target_id: str) -> rx.Component:
     return rx.el.button(
         label,
         type="button",
-        on_click=rx.vars.FunctionStringVar.create(
-            f"() => document.getElementById('{target_id}')?.focus()"
-        ),
+        on_click=rx.vars.FunctionStringVar.create(f"() => {{ {focus_script(target_id)} }}"),
         position="fixed",
         left="0",
         top="0",
@@ -235,9 +243,8 @@ def page_layout(
     return rx.flex(
         skip_link(skip_label, skip_to),
         navbar(),
-        rx.box(
+        rx.el.main(  # a real <main>, the landmark screen readers jump to
             *children,
-            as_="main",
             id=MAIN_ID,
             tab_index=-1,  # focusable by the skip link, not by Tab
             outline="none",

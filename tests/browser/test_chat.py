@@ -333,15 +333,35 @@ def test_the_conversation_menu_dialogs_keep_the_keyboard_focus(app_url: str, pag
     expect(composer).to_be_focused()
     expect(page.get_by_test_id("session-link")).to_have_count(1)
 
-    # A menu closed without a dialog gives the focus back to its button.
+    # A menu closed without a dialog gives the focus back to its button, on a phone too,
+    # where the conversations are listed in a pop-up.
     menu.click()
     page.keyboard.press("Escape")
     expect(menu).to_be_focused()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.get_by_role("button", name="Conversations").click()
+    in_popup = page.locator("[data-testid=session-menu]:visible")
+    in_popup.click()
+    page.keyboard.press("Escape")
+    expect(in_popup).to_be_focused()
+    page.keyboard.press("Escape")  # and the pop-up
+    page.set_viewport_size({"width": 1280, "height": 900})
 
-    # The first Tab stop skips the navigation and the conversation list.
+    # The skip link goes past the navigation and the conversation list.
     page.get_by_test_id("skip-link").focus()
     page.keyboard.press("Enter")
     expect(composer).to_be_focused()
+
+    # On a page that focuses nothing itself, it is the first Tab stop, shown when reached.
+    page.goto(f"{app_url}/")
+    skip = page.get_by_test_id("skip-link")
+    expect(skip).to_have_text("Skip to main content")
+    page.keyboard.press("Tab")
+    expect(skip).to_be_focused()
+    box = skip.bounding_box()
+    assert box is not None and box["width"] > 100 and box["height"] > 20
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("main")).to_be_focused()
 
 
 def test_an_archived_conversation_opened_by_its_link_says_so_and_can_be_restored(
@@ -374,7 +394,11 @@ def test_an_image_in_a_reply_is_a_link_and_never_fetched(
     with sqlite3.connect(app_data_dir / "app.db") as database:
         database.execute(
             "UPDATE chat_messages SET content = ? WHERE session_id = ? AND role = 'assistant'",
-            (f"Behold: ![The agora]({leak}) and [a map](http://127.0.0.1:9/map)", session.hex),
+            (
+                f"Behold: ![The agora]({leak}), ![](javascript:alert(1)) "
+                "and [a map](http://127.0.0.1:9/map)",
+                session.hex,
+            ),
         )
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
@@ -390,4 +414,7 @@ def test_an_image_in_a_reply_is_a_link_and_never_fetched(
     expect(reply.get_by_role("link", name="a map")).to_have_attribute(
         "href", "http://127.0.0.1:9/map"
     )
+    # An address react-markdown refuses leaves the text, and no link to this page.
+    expect(reply).to_contain_text("Image and a map")
+    expect(reply.get_by_role("link")).to_have_count(2)
     assert not [url for url in requested if "127.0.0.1:9/" in url]

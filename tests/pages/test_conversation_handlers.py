@@ -11,6 +11,7 @@ from histora.models import ChatSession, User
 from histora.models.characters import CharacterPublic
 from histora.models.chat import ChatSessionPublic
 from histora.pages import conversations as conversations_page
+from histora.pages.chat import state as chat_state
 from histora.pages.chat.sessions_state import ChatSessionsState
 from histora.pages.chat.state import ChatState
 from histora.pages.conversations import ConversationsState
@@ -208,3 +209,57 @@ async def test_a_new_conversation_during_a_reply_leaves_the_reply_to_be_saved(
     # No longer shown here, so the streaming task stops updating this page (and saves on).
     assert (chat.streaming, chat._turn, chat.session_id) == (False, None, "")
     assert not chat._is_showing(turn)
+
+
+async def test_an_archived_conversation_is_restored_and_one_deleted_meanwhile_is_let_go(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user, session, root = await _one_conversation(db, container)
+    await conversations.set_archived(db, actor=user, session_id=session.id, archived=True)
+    chat = substate(root, ChatState)
+    chat.character = await _socrates(db)
+
+    await chat._open(session.id)
+    assert chat.archived and chat.session_id == str(session.id)
+    await ChatState.restore.fn(chat)
+    assert not chat.archived and chat.error == ""
+    assert not (await _stored(db, session.id)).archived
+    assert [link.id for link in chat._listed_sessions()] == [str(session.id)]
+
+    await conversations.set_archived(db, actor=user, session_id=session.id, archived=True)
+    await chat._open(session.id)
+    await conversations.delete_session(db, actor=user, session_id=session.id)
+    await ChatState.restore.fn(chat)
+    assert chat.error == "No such conversation."
+    assert (chat.archived, chat.session_id) == (False, "")
+
+
+async def test_a_reply_written_for_another_tab_shows_once_it_is_saved(
+    db: AsyncSession, container: FakeProvidersContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chat_state, "FOLLOW_SECONDS", 0)
+    user, session, root = await _one_conversation(db, container)
+    # Another tab asked; its reply is being written.
+    turn = await chat_service.start_turn(db, actor=user, session_id=session.id, content="Why?")
+    chat = substate(root, ChatState)
+    chat.character = await _socrates(db)
+
+    assert await chat._open(session.id) == ChatState.follow_reply
+    assert chat._conversation()[1][-1].status == "streaming"
+    assert not await chat._show_if_saved(chat._following)  # not yet
+    assert chat._conversation()[1][-1].content == ""
+
+    async for _ in chat_service.stream_turn(
+        container.db_session, turn=turn, chat_model=container.chat_model
+    ):
+        pass
+    await ChatState.follow_reply.fn(chat)
+    shown = chat._conversation()[1][-1]
+    assert (shown.status, shown.content) == ("complete", "Hello from the fake model.")
+    assert chat._following == ""
+
+    # A page that moved on stops following, and shows nothing more.
+    chat._following = "another reply"
+    await ChatState.new_session.fn(chat)
+    await ChatState.follow_reply.fn(chat)
+    assert chat._following == "" and chat._conversation() == ([], *[[]] * 32)

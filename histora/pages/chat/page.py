@@ -10,7 +10,7 @@ import reflex as rx
 from histora.components.characters import figure_not_found, portrait
 from histora.components.chat import draft_bubble, message_bubble
 from histora.components.documents import confirm_delete_dialog, document_item
-from histora.components.layout import loading, page_layout
+from histora.components.layout import focus_script, loading, page_layout
 from histora.components.uploads import drop_zone, upload_outcomes
 from histora.models.chat import SessionLink
 from histora.pages.chat.documents_state import ChatDocumentsState, ChatUploadState
@@ -22,14 +22,21 @@ from histora.state.session import SessionState
 
 UPLOAD_ID = "chat-documents-upload"
 ONE_LINE = {"white_space": "nowrap", "overflow": "hidden", "text_overflow": "ellipsis"}
-_KEEP_A_DIALOGS_FOCUS = rx.vars.FunctionStringVar.create(
-    "(event) => { if (document.querySelector('[role=dialog], [role=alertdialog]')) "
-    "event.preventDefault(); }"
+# Rename and Delete open a dialog from the menu, which must keep the focus. The menu
+# gives the focus back to its button once it has closed, in a timer that may run after
+# the dialog has opened (it opens when the server answers): those two items mark that
+# they are opening one, and the menu then leaves the focus where the dialog put it.
+# (Escape or Archive still hand the focus back to the menu's button.)
+_OPENS_A_DIALOG = rx.vars.FunctionStringVar.create("() => { window.histoaMenuOpensDialog = true; }")
+_UNLESS_A_DIALOG_OPENS = rx.vars.FunctionStringVar.create(
+    "(event) => { if (window.histoaMenuOpensDialog) { "
+    "window.histoaMenuOpensDialog = false; event.preventDefault(); } }"
 )
 # A closing dialog would hand the focus back to the menu item that opened it, which is
-# gone; the composer is where the user goes on from.
+# gone; the composer is where the user goes on from (or the conversation, while the
+# composer is disabled during a reply).
 _FOCUS_THE_COMPOSER = rx.vars.FunctionStringVar.create(
-    f"(event) => {{ event.preventDefault(); document.getElementById('{COMPOSER_ID}')?.focus(); }}"
+    f"(event) => {{ event.preventDefault(); {focus_script(COMPOSER_ID)} }}"
 )
 
 
@@ -47,22 +54,20 @@ def _session_menu(session: rx.Var[SessionLink]) -> rx.Component:
         rx.menu.content(
             rx.menu.item(
                 "Rename…",
-                on_click=ChatSessionsState.ask_rename(session.id, session.title),
+                on_click=[_OPENS_A_DIALOG, ChatSessionsState.ask_rename(session.id, session.title)],
                 data_testid="session-rename",
             ),
             rx.menu.item("Archive", on_click=ChatSessionsState.archive(session.id)),
             rx.menu.item(
                 "Delete…",
                 color="red",
-                on_click=ChatSessionsState.ask_delete(session.id),
+                on_click=[_OPENS_A_DIALOG, ChatSessionsState.ask_delete(session.id)],
                 data_testid="session-delete",
             ),
-            # Rename and Delete open a dialog, which must keep the focus: the menu goes
-            # at once instead of fading out under the dialog (the pointer leaving its item
-            # focused it again), and hands the focus back to its button only when no
-            # dialog has opened meanwhile (Escape, Archive).
+            # Gone at once when closed: fading out under a dialog it opened, the menu took
+            # the focus back when the pointer left its item.
             style={"&[data-state='closed']": {"animation": "none"}},
-            on_close_auto_focus=_KEEP_A_DIALOGS_FOCUS,
+            on_close_auto_focus=_UNLESS_A_DIALOG_OPENS,
         ),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -11,10 +12,10 @@ import reflex as rx
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora import deps
-from histora.errors import HistoraError
+from histora.errors import HistoraError, NotFoundError
 from histora.models import User
 from histora.models.characters import CharacterPublic
-from histora.models.chat import ChatBubble, ChatMessagePublic, SessionLink
+from histora.models.chat import ChatBubble, ChatMessagePublic, MessageStatus, SessionLink
 from histora.pages.chat.draft import ChatDraft
 from histora.pages.chat.parts import with_piece, without_last
 from histora.services import characters as characters_service
@@ -43,6 +44,10 @@ ADDED_LISTS = 32
 ADDED_NAMES = tuple(f"a{index}" for index in range(ADDED_LISTS))
 # An opened conversation shows its newest messages, at most this many.
 MESSAGES_SHOWN = 500
+# A reply that another tab or device is receiving is saved whole when it ends: a page
+# that opened it unfinished looks again this often, for at most this long.
+FOLLOW_SECONDS = 1.0
+FOLLOW_LIMIT_SECONDS = 600.0
 
 
 def _should_flush(pending_chars: int, since_flush: float, flushes: int) -> bool:
@@ -130,6 +135,8 @@ class ChatState(rx.State):
     can_retry: bool = False
     _turn: chat_service.PreparedTurn | None = None
     _stop_requested: bool = False
+    # The id of a reply on screen that is being written elsewhere (see follow_reply).
+    _following: str = ""
 
     # Explicit dependencies: the added lists are read by name, which Reflex cannot see.
     @rx.var(deps=["streaming", "messages", *ADDED_NAMES], auto_deps=False)
@@ -217,6 +224,7 @@ class ChatState(rx.State):
             return None  # the address caught up with the conversation on screen (its first send)
         await self._detach_reply()
         self._assign(error="", can_retry=False, archived=False)
+        self._following = ""
         character_id = _route_character_id(str(self.router.url.path))
         async with deps.db_session() as db:
             found = await characters_service.get_published(db, character_id=character_id)
@@ -262,7 +270,48 @@ class ChatState(rx.State):
         self.session_id = str(session.id)
         self._assign(archived=session.archived)
         self._show(shown)
+        if shown and shown[-1].status == MessageStatus.STREAMING:
+            self._following = str(shown[-1].id)
+            return ChatState.follow_reply
         return None
+
+    @rx.event(background=True)
+    async def follow_reply(self) -> None:
+        """Show a reply that another tab or device is receiving, once it has been saved
+        (it is saved whole at its end), until the page moves on."""
+        async with self:
+            following = self._following
+        deadline = time.monotonic() + FOLLOW_LIMIT_SECONDS
+        while following and time.monotonic() < deadline:
+            await asyncio.sleep(FOLLOW_SECONDS)
+            async with self:
+                if self._following != following or await self._show_if_saved(following):
+                    return
+        async with self:
+            if self._following == following:
+                self._following = ""
+
+    async def _show_if_saved(self, message_id: str) -> bool:
+        """Show the conversation again if the reply ``message_id`` is no longer being
+        written; whether the following is over."""
+        try:
+            async with acting(self) as (db, actor):
+                session_id = uuid.UUID(self.session_id)
+                newest = await conversations.latest_messages(
+                    db, actor=actor, session_id=session_id, limit=1
+                )
+                writing = MessageStatus.STREAMING
+                if any(str(m.id) == message_id and m.status == writing for m in newest):
+                    return False
+                shown = await conversations.latest_messages(
+                    db, actor=actor, session_id=session_id, limit=MESSAGES_SHOWN
+                )
+        except HistoraError as exc:  # signed out, or the conversation deleted elsewhere
+            self._following, self.error = "", exc.public_message
+            return True
+        self._following = ""
+        self._show(shown)
+        return True
 
     @rx.event
     async def restore(self) -> None:
@@ -275,17 +324,22 @@ class ChatState(rx.State):
                     db, actor=actor, session_id=uuid.UUID(self.session_id), archived=False
                 )
                 self._show_sessions(await self._session_titles(db, actor))
+        except NotFoundError as exc:  # deleted meanwhile, elsewhere
+            self.session_id, self.archived = "", False
+            self._show([])
+            self.error = exc.public_message
+            return
         except HistoraError as exc:
             self.error = exc.public_message
             return
-        self.archived = False
+        self._assign(archived=False, error="")
 
     @rx.event
     async def new_session(self) -> rx.event.EventSpec | None:
         if self.character is None:
             return None
         await self._detach_reply()
-        self.session_id, self.error = "", ""
+        self.session_id, self.error, self._following = "", "", ""
         self._assign(archived=False)
         self._show([])
         return rx.redirect(f"/chat/{self.character.id}")
@@ -334,7 +388,7 @@ class ChatState(rx.State):
             if not regenerate and text.strip():
                 self._put_in_composer(text)  # the form emptied itself on submit
             return None
-        self._turn, self._stop_requested = turn, False
+        self._turn, self._stop_requested, self._following = turn, False, ""
         self.streaming = True
         await self._clear_draft()
         address = self._show_address()
