@@ -55,7 +55,8 @@ class _Turns:
     """Turn-taking for one database file on one event loop (a lock belongs to one loop)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # Weak: the loop is the key of the table this sits in, which would keep it.
+        self._loop = weakref.ref(loop)
         self.lock = asyncio.Lock()
         self.taken_at = 0.0  # loop time at which the current turn was taken
 
@@ -67,7 +68,7 @@ class _Turns:
                 async with asyncio.timeout(TURN_TIMEOUT_SECONDS):
                     await lock.acquire()
             except TimeoutError:
-                held_for = self.loop.time() - self.taken_at
+                held_for = asyncio.get_running_loop().time() - self.taken_at
                 if self.lock is lock and held_for >= TURN_TIMEOUT_SECONDS:
                     self.lock = asyncio.Lock()
                     log.warning("sqlite.turn_lost", held_seconds=round(held_for, 1))
@@ -75,7 +76,7 @@ class _Turns:
             if self.lock is not lock:  # replaced meanwhile: queue on the new one
                 lock.release()
                 continue
-            self.taken_at = self.loop.time()
+            self.taken_at = asyncio.get_running_loop().time()
             return lock
 
     def hand_on(self, lock: asyncio.Lock) -> None:
@@ -86,15 +87,18 @@ class _Turns:
             if lock.locked():
                 lock.release()
 
+        loop = self._loop()
+        if loop is None:
+            return  # the loop is gone, and its waiters with it
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is self.loop:
+        if running is loop:
             release()
         else:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                self.loop.call_soon_threadsafe(release)
+                loop.call_soon_threadsafe(release)
 
 
 _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Turns]] = (
@@ -256,8 +260,16 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             turns.hand_on(lock)
 
     def commit(self) -> None:
-        super().commit()
-        self._end_turn()  # a failed COMMIT leaves the transaction to its ROLLBACK
+        try:
+            super().commit()
+        except BaseException:
+            # SQLAlchemy does not always roll back after a failed COMMIT (a connection
+            # closed after it is returned to the pool unreset): end the transaction here.
+            with contextlib.suppress(Exception):
+                await_(cast(aiosqlite.Connection, self._connection).rollback())
+            raise
+        finally:
+            self._end_turn()
 
     def rollback(self) -> None:
         try:

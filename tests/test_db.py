@@ -222,3 +222,30 @@ async def test_a_lost_turn_costs_one_wait(tmp_path: Path, monkeypatch: pytest.Mo
         assert time.monotonic() - started < 1.0
     finally:
         await engine.dispose()
+
+
+async def test_a_failed_commit_ends_its_transaction_and_its_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_engine(_settings(tmp_path))
+    _fail_fast_on_a_taken_lock(engine)
+    try:
+        await _ready(engine, 1)
+        turns = sqlite_driver._turns_for(str(tmp_path / "app.db"))
+        commit = aiosqlite.Connection.commit
+
+        async def fails_once(self: aiosqlite.Connection) -> None:
+            monkeypatch.setattr(aiosqlite.Connection, "commit", commit)
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(aiosqlite.Connection, "commit", fails_once)
+        async with engine.connect() as connection:
+            await connection.begin()
+            await connection.execute(text("INSERT INTO turns VALUES (1)"))
+            with pytest.raises(OperationalError, match="disk I/O"):
+                await connection.commit()
+        assert not turns.lock.locked()
+        await _write(engine, 2)  # SQLite's lock is free too (it would fail at once)
+        assert await _written(engine) == [2]
+    finally:
+        await engine.dispose()

@@ -125,6 +125,9 @@ async def _store(
     upload: Upload,
     files: FileStore,
 ) -> DocumentPublic:
+    # The checks' transaction ends before the file is written (up to 20 MB, synced to
+    # disk): see _validated. The unique index still refuses a duplicate that raced in.
+    await db.commit()
     document.storage_key = await files.save(upload.data)
     db.add(document)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import reflex as rx
+from reflex.istate.data import ReflexURL, RouterData
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.models import ChatSession, User
@@ -234,32 +235,92 @@ async def test_an_archived_conversation_is_restored_and_one_deleted_meanwhile_is
     assert (chat.archived, chat.session_id) == (False, "")
 
 
+def _on_the_chat_page(root: rx.State) -> None:
+    root.router = RouterData(url=ReflexURL("http://localhost:3000/chat/socrates"))
+
+
 async def test_a_reply_written_for_another_tab_shows_once_it_is_saved(
     db: AsyncSession, container: FakeProvidersContainer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(chat_state, "FOLLOW_SECONDS", 0)
     user, session, root = await _one_conversation(db, container)
+    _on_the_chat_page(root)
     # Another tab asked; its reply is being written.
     turn = await chat_service.start_turn(db, actor=user, session_id=session.id, content="Why?")
     chat = substate(root, ChatState)
     chat.character = await _socrates(db)
 
     assert await chat._open(session.id) == ChatState.follow_reply
+    token = chat._following
     assert chat._conversation()[1][-1].status == "streaming"
-    assert not await chat._show_if_saved(chat._following)  # not yet
+    assert await chat._follow_once(token) == token  # still being written: nothing changes
     assert chat._conversation()[1][-1].content == ""
+
+    # Opened again meanwhile: a new token, and the follower of the old one stops.
+    await chat._open(session.id)
+    assert chat._following != token
+    assert await chat._follow_once(token) == ""
 
     async for _ in chat_service.stream_turn(
         container.db_session, turn=turn, chat_model=container.chat_model
     ):
         pass
+    # A follower already running for the new token is not doubled.
+    chat._follower = chat._following
+    await ChatState.follow_reply.fn(chat)
+    assert chat._conversation()[1][-1].status == "streaming"
+
+    chat._follower = ""
     await ChatState.follow_reply.fn(chat)
     shown = chat._conversation()[1][-1]
     assert (shown.status, shown.content) == ("complete", "Hello from the fake model.")
-    assert chat._following == ""
+    assert (chat._following, chat._follower) == ("", "")
 
-    # A page that moved on stops following, and shows nothing more.
-    chat._following = "another reply"
+
+async def test_a_followed_reply_stops_being_followed_when_the_page_moves_on(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user, session, root = await _one_conversation(db, container)
+    _on_the_chat_page(root)
+    await chat_service.start_turn(db, actor=user, session_id=session.id, content="Why?")
+    chat = substate(root, ChatState)
+    chat.character = await _socrates(db)
+
+    await chat._open(session.id)
+    token = chat._following
     await ChatState.new_session.fn(chat)
-    await ChatState.follow_reply.fn(chat)
-    assert chat._following == "" and chat._conversation() == ([], *[[]] * 32)
+    assert await chat._follow_once(token) == ""
+
+    await chat._open(session.id)
+    root.router = RouterData(url=ReflexURL("http://localhost:3000/conversations"))
+    assert await chat._follow_once(chat._following) == ""
+
+    _on_the_chat_page(root)
+    await chat._open(session.id)
+    await conversations.delete_session(db, actor=user, session_id=session.id)
+    assert await chat._follow_once(chat._following) == ""
+    assert chat.error == "No such conversation." and chat._following == ""
+
+
+async def test_a_send_from_a_page_following_a_reply_shows_that_reply_as_saved(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user, session, root = await _one_conversation(db, container)
+    _on_the_chat_page(root)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session.id, content="Why?")
+    chat = substate(root, ChatState)
+    chat.character = await _socrates(db)
+    await chat._open(session.id)
+    async for _ in chat_service.stream_turn(
+        container.db_session, turn=turn, chat_model=container.chat_model
+    ):
+        pass
+
+    await ChatState.send.fn(chat, {"message": "And then?"})
+    shown = [bubble for part in chat._conversation() for bubble in part]
+    assert [(b.role, b.status, b.content) for b in shown] == [
+        ("user", "complete", "Why?"),
+        ("assistant", "complete", "Hello from the fake model."),
+        ("user", "complete", "And then?"),
+    ]
+    assert chat._following == ""

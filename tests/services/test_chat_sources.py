@@ -178,22 +178,27 @@ async def test_a_turn_knows_whether_its_scope_has_ready_sources(
     assert third.may_have_sources is False  # the document belongs to the first session
 
 
-async def test_reading_an_uploaded_file_holds_no_transaction(
+async def test_reading_and_saving_an_uploaded_file_hold_no_transaction(
     db: AsyncSession, container: FakeProvidersContainer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # On SQLite a transaction holds the database's write lock, and reading a large PDF
-    # takes seconds: every chat send would wait for it.
-    in_transaction: list[bool] = []
-    read = documents_service.extract
+    # takes seconds, writing and syncing it to disk a while too: every chat send waits.
+    in_transaction: list[tuple[str, bool]] = []
+    read, save = documents_service.extract, container.file_store.save
 
-    def watched(*args: Any, **kwargs: Any) -> Any:
-        in_transaction.append(db.in_transaction())
+    def watched_read(*args: Any, **kwargs: Any) -> Any:
+        in_transaction.append(("read", db.in_transaction()))
         return read(*args, **kwargs)
 
-    monkeypatch.setattr(documents_service, "extract", watched)
+    async def watched_save(data: bytes) -> str:
+        in_transaction.append(("save", db.in_transaction()))
+        return await save(data)
+
+    monkeypatch.setattr(documents_service, "extract", watched_read)
+    monkeypatch.setattr(container.file_store, "save", watched_save)
     admin = await make_user(db, role=Role.ADMIN)
     await _add_document(db, container, admin, MEDITATION, name="meditations.txt")
     user = await make_user(db)
     session = await conversations.create_session(db, actor=user, character_id="socrates")
     await _add_document(db, container, user, UNRELATED, name="notes.txt", session_id=session.id)
-    assert in_transaction == [False, False]
+    assert in_transaction == [("read", False), ("save", False)] * 2

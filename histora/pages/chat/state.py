@@ -22,7 +22,7 @@ from histora.services import characters as characters_service
 from histora.services import chat as chat_service
 from histora.services import conversations
 from histora.state.naming import short_state_name
-from histora.state.session import acting
+from histora.state.session import SessionState, acting
 
 # DESIGN rule 10: flush the draft in batches, not per token. Each websocket frame
 # carries about 90 bytes of envelope, so a flush waits for FLUSH_MIN_CHARS new
@@ -45,9 +45,10 @@ ADDED_NAMES = tuple(f"a{index}" for index in range(ADDED_LISTS))
 # An opened conversation shows its newest messages, at most this many.
 MESSAGES_SHOWN = 500
 # A reply that another tab or device is receiving is saved whole when it ends: a page
-# that opened it unfinished looks again this often, for at most this long.
+# that opened it unfinished looks again this often, for at most this long (longer than
+# a reply takes: a model's total timeout is 2 minutes).
 FOLLOW_SECONDS = 1.0
-FOLLOW_LIMIT_SECONDS = 600.0
+FOLLOW_LIMIT_SECONDS = 300.0
 
 
 def _should_flush(pending_chars: int, since_flush: float, flushes: int) -> bool:
@@ -135,8 +136,10 @@ class ChatState(rx.State):
     can_retry: bool = False
     _turn: chat_service.PreparedTurn | None = None
     _stop_requested: bool = False
-    # The id of a reply on screen that is being written elsewhere (see follow_reply).
+    # A reply on screen that is being written elsewhere (see follow_reply): its id and a
+    # token new each time the page shows it; and the token a running follower holds.
     _following: str = ""
+    _follower: str = ""
 
     # Explicit dependencies: the added lists are read by name, which Reflex cannot see.
     @rx.var(deps=["streaming", "messages", *ADDED_NAMES], auto_deps=False)
@@ -270,48 +273,71 @@ class ChatState(rx.State):
         self.session_id = str(session.id)
         self._assign(archived=session.archived)
         self._show(shown)
+        return self._follow_if_writing(shown)
+
+    def _follow_if_writing(self, shown: list[ChatMessagePublic]) -> rx.event.EventSpec | None:
         if shown and shown[-1].status == MessageStatus.STREAMING:
-            self._following = str(shown[-1].id)
+            self._following = f"{shown[-1].id}/{uuid.uuid4().hex}"
             return ChatState.follow_reply
+        self._following = ""
         return None
 
     @rx.event(background=True)
     async def follow_reply(self) -> None:
-        """Show a reply that another tab or device is receiving, once it has been saved
-        (it is saved whole at its end), until the page moves on."""
+        """Show a reply that another tab or device is receiving once it has been saved
+        (it is saved whole at its end), for as long as this page shows it."""
         async with self:
-            following = self._following
-        deadline = time.monotonic() + FOLLOW_LIMIT_SECONDS
-        while following and time.monotonic() < deadline:
+            token = self._following
+            if not token or self._follower == token:
+                return  # nothing to follow, or a follower already does
+            self._follower = token
+        deadline, held = time.monotonic() + FOLLOW_LIMIT_SECONDS, token
+        while token and time.monotonic() < deadline:
             await asyncio.sleep(FOLLOW_SECONDS)
-            async with self:
-                if self._following != following or await self._show_if_saved(following):
-                    return
+            token = await self._follow_once(token)
+            held = token or held
         async with self:
-            if self._following == following:
+            if token and self._following == token:  # given up
                 self._following = ""
+            if self._follower == held:
+                self._follower = ""
 
-    async def _show_if_saved(self, message_id: str) -> bool:
-        """Show the conversation again if the reply ``message_id`` is no longer being
-        written; whether the following is over."""
+    async def _follow_once(self, token: str) -> str:
+        """Look once; the token to go on following ("" when done). The database is read
+        outside the page's state lock, so the page's own events do not wait for it."""
+        message_id = token.split("/")[0]
         try:
-            async with acting(self) as (db, actor):
-                session_id = uuid.UUID(self.session_id)
+            async with deps.db_session() as db:
+                async with self:
+                    on_chat_page = str(self.router.url.path).startswith("/chat/")
+                    if self._following != token or not self.session_id or not on_chat_page:
+                        return ""  # the page moved on
+                    session_id = uuid.UUID(self.session_id)
+                    actor = await (await self.get_state(SessionState))._actor(db)
                 newest = await conversations.latest_messages(
                     db, actor=actor, session_id=session_id, limit=1
                 )
                 writing = MessageStatus.STREAMING
                 if any(str(m.id) == message_id and m.status == writing for m in newest):
-                    return False
+                    return token
                 shown = await conversations.latest_messages(
                     db, actor=actor, session_id=session_id, limit=MESSAGES_SHOWN
                 )
         except HistoraError as exc:  # signed out, or the conversation deleted elsewhere
-            self._following, self.error = "", exc.public_message
-            return True
-        self._following = ""
-        self._show(shown)
-        return True
+            async with self:
+                if self._following == token:
+                    self._following, self.error = "", exc.public_message
+            return ""
+        async with self:
+            if self._following != token or self.session_id != str(session_id):
+                return ""
+            self._show(shown)
+            self._assign(error="")
+            # Regenerated elsewhere meanwhile: follow the new reply.
+            if self._follow_if_writing(shown) is None:
+                return ""
+            self._follower = self._following
+            return self._following
 
     @rx.event
     async def restore(self) -> None:
@@ -325,7 +351,7 @@ class ChatState(rx.State):
                 )
                 self._show_sessions(await self._session_titles(db, actor))
         except NotFoundError as exc:  # deleted meanwhile, elsewhere
-            self.session_id, self.archived = "", False
+            self.session_id, self.archived, self._following = "", False, ""
             self._show([])
             self.error = exc.public_message
             return
@@ -371,6 +397,12 @@ class ChatState(rx.State):
                     )
                     self.session_id, started = str(new.id), True
                 session_id = uuid.UUID(self.session_id)
+                if self._following:  # a reply written elsewhere may be saved by now
+                    self._show(
+                        await conversations.latest_messages(
+                            db, actor=actor, session_id=session_id, limit=MESSAGES_SHOWN
+                        )
+                    )
                 if regenerate:
                     turn = await chat_service.start_regenerate(
                         db, actor=actor, session_id=session_id
