@@ -27,7 +27,7 @@ import contextlib
 import sqlite3
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -260,34 +260,36 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             turns.hand_on(lock)
 
     def commit(self) -> None:
+        with self._then_end_turn():
+            try:
+                super().commit()
+            except BaseException:
+                # SQLAlchemy does not always roll back after a failed COMMIT (a connection
+                # closed after it is returned to the pool unreset): end the transaction.
+                with contextlib.suppress(Exception):
+                    await_(cast(aiosqlite.Connection, self._connection).rollback())
+                raise
+
+    @contextlib.contextmanager
+    def _then_end_turn(self) -> Iterator[None]:
+        """Hand the turn on once the statement in the block has ended the transaction,
+        whether it succeeded or not."""
         try:
-            super().commit()
-        except BaseException:
-            # SQLAlchemy does not always roll back after a failed COMMIT (a connection
-            # closed after it is returned to the pool unreset): end the transaction here.
-            with contextlib.suppress(Exception):
-                await_(cast(aiosqlite.Connection, self._connection).rollback())
-            raise
+            yield
         finally:
             self._end_turn()
 
     def rollback(self) -> None:
-        try:
+        with self._then_end_turn():
             super().rollback()
-        finally:
-            self._end_turn()
 
     def close(self) -> None:
-        try:
+        with self._then_end_turn():
             super().close()  # ends an open transaction
-        finally:
-            self._end_turn()
 
     def terminate(self) -> None:
-        try:
+        with self._then_end_turn():
             super().terminate()
-        finally:
-            self._end_turn()
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):

@@ -36,7 +36,7 @@ from histora.components.uploads import (
 from histora.errors import HistoraError
 from histora.models.documents import DocumentPublic
 from histora.services import documents as documents_service
-from histora.state.session import SessionState, acting
+from histora.state.session import acting, background_actor
 
 log = structlog.get_logger(__name__)
 
@@ -140,7 +140,7 @@ class DocumentListMixin(rx.State, mixin=True):
                         self._poll_beat = 0.0
                         return None
                     self._poll_beat, version = time.time(), self._version
-                    actor = await (await self.get_state(SessionState))._actor(db)
+                    actor = await background_actor(self, db)
                 documents = await self._fetch(db, actor, target)
         except (HistoraError, ValueError) as exc:
             async with self:

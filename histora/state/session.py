@@ -149,8 +149,19 @@ class SessionState(rx.State):
 async def acting(state: rx.State) -> AsyncIterator[tuple[AsyncSession, User]]:
     """A short database session and the signed-in user acting in it, re-checked now.
 
-    For event handlers that hold the state lock; a background task reads the user
-    inside ``async with self`` instead.
+    For event handlers that hold the state lock; a background task uses
+    :func:`background_actor` inside ``async with self`` instead.
     """
     async with deps.db_session() as db:
         yield db, await (await state.get_state(SessionState))._actor(db)
+
+
+async def background_actor(state: rx.State, db: AsyncSession) -> User:
+    """The signed-in user, re-checked now, for a background task inside ``async with
+    self``. The read's transaction ends here: the task goes on without the state lock,
+    and must hold no transaction (on SQLite, the database's write lock) while it may
+    wait for the state again, or for slow work of its own.
+    """
+    actor = await (await state.get_state(SessionState))._actor(db)
+    await db.commit()
+    return actor

@@ -9,7 +9,7 @@ from histora.errors import HistoraError
 from histora.models.documents import PassagePublic
 from histora.pages.admin.knowledge_base_state import KnowledgeBaseState
 from histora.services import search as search_service
-from histora.state.session import SessionState
+from histora.state.session import background_actor
 
 TOP_K = 5
 
@@ -37,7 +37,7 @@ class KnowledgeBaseSearchState(rx.State):
         try:
             async with deps.db_session() as db:
                 async with self:
-                    actor = await (await self.get_state(SessionState))._actor(db)
+                    actor = await background_actor(self, db)
                     kb = (await self.get_state(KnowledgeBaseState)).knowledge_base
                     character_id = kb.character_id if kb is not None else ""
                 # Embedding the query and searching happen outside the lock.

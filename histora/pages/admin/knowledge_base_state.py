@@ -23,7 +23,7 @@ from histora.state.documents import (
     DocumentUploadMixin,
     unsettled,
 )
-from histora.state.session import SessionState, acting
+from histora.state.session import acting, background_actor
 
 ROUTE_PREFIX = "/admin/characters/"
 
@@ -101,9 +101,8 @@ class KnowledgeBaseUploadState(DocumentUploadMixin, rx.State):
         container = deps.get_container()
         async with deps.db_session() as db:
             async with self:
-                actor = await (await self.get_state(SessionState))._actor(db)
+                actor = await background_actor(self, db)
                 kb = (await self.get_state(KnowledgeBaseState)).knowledge_base
-                await db.commit()  # no transaction held once the page's state is let go
             return await documents_service.upload_to_character(
                 db,
                 actor=actor,

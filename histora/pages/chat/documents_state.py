@@ -23,7 +23,7 @@ from histora.pages.chat.state import ChatState
 from histora.services import conversations
 from histora.services import documents as documents_service
 from histora.state.documents import DocumentListMixin, DocumentUploadMixin, unsettled
-from histora.state.session import SessionState, acting
+from histora.state.session import acting, background_actor
 
 
 class ChatDocumentsState(DocumentListMixin, rx.State):
@@ -72,11 +72,7 @@ class ChatUploadState(DocumentUploadMixin, rx.State):
         container = deps.get_container()
         async with deps.db_session() as db:
             async with self:
-                actor = await (await self.get_state(SessionState))._actor(db)
-                # Ends the read before the page's state is let go: _conversation takes the
-                # state again, and a transaction held across that wait would make
-                # another event of this page, holding the state, wait for the database.
-                await db.commit()
+                actor = await background_actor(self, db)
             session_id = await self._conversation(db, actor)
             return await documents_service.upload_to_session(
                 db,

@@ -27,10 +27,12 @@ ONE_LINE = {"white_space": "nowrap", "overflow": "hidden", "text_overflow": "ell
 # the dialog has opened (it opens when the server answers): those two items mark that
 # they are opening one, and the menu then leaves the focus where the dialog put it.
 # (Escape or Archive still hand the focus back to the menu's button.)
-_OPENS_A_DIALOG = rx.vars.FunctionStringVar.create("() => { window.histoaMenuOpensDialog = true; }")
+_OPENS_A_DIALOG = rx.vars.FunctionStringVar.create(
+    "() => { window.historaMenuOpensDialog = true; }"
+)
 _UNLESS_A_DIALOG_OPENS = rx.vars.FunctionStringVar.create(
-    "(event) => { if (window.histoaMenuOpensDialog) { "
-    "window.histoaMenuOpensDialog = false; event.preventDefault(); } }"
+    "(event) => { if (window.historaMenuOpensDialog) { "
+    "window.historaMenuOpensDialog = false; event.preventDefault(); } }"
 )
 # A closing dialog would hand the focus back to the menu item that opened it, which is
 # gone; the composer is where the user goes on from (or the conversation, while the

@@ -22,7 +22,7 @@ from histora.services import characters as characters_service
 from histora.services import chat as chat_service
 from histora.services import conversations
 from histora.state.naming import short_state_name
-from histora.state.session import SessionState, acting
+from histora.state.session import acting, background_actor
 
 # DESIGN rule 10: flush the draft in batches, not per token. Each websocket frame
 # carries about 90 bytes of envelope, so a flush waits for FLUSH_MIN_CHARS new
@@ -313,7 +313,7 @@ class ChatState(rx.State):
                     if self._following != token or not self.session_id or not on_chat_page:
                         return ""  # the page moved on
                     session_id = uuid.UUID(self.session_id)
-                    actor = await (await self.get_state(SessionState))._actor(db)
+                    actor = await background_actor(self, db)
                 newest = await conversations.latest_messages(
                     db, actor=actor, session_id=session_id, limit=1
                 )
