@@ -113,14 +113,25 @@ def test_chat_streams_stops_and_regenerates(app_url: str, page: Page) -> None:
     page.get_by_test_id("start-chat").click()
     expect(page.get_by_test_id("starter-chip")).to_have_count(3)
 
-    page.get_by_label("Your message").fill("Tell me, what is the good life?")
-    page.get_by_test_id("send").click()
+    composer = page.get_by_label("Your message")
+    composer.fill("Tell me, what is the good life?")
+    composer.press("Enter")
     expect(page.get_by_test_id("user-message")).to_have_text("Tell me, what is the good life?")
     expect(page.get_by_test_id("draft-message")).to_be_visible()
+    # While the reply comes, the composer keeps the focus but takes nothing: no typing,
+    # and Enter sends nothing.
+    expect(composer).to_have_attribute("readonly", "")
+    expect(composer).to_be_focused()
+    composer.press("x")
+    composer.press("Enter")
+    expect(composer).to_have_value("")
     lengths = _draft_lengths(page, seconds=20)
     growing = [b for a, b in itertools.pairwise(lengths) if b > a]
     assert len(growing) >= 2, f"reply did not visibly stream: {lengths}"
     expect(page.get_by_test_id("assistant-message")).to_have_count(1, timeout=90_000)
+    expect(page.get_by_test_id("user-message")).to_have_count(1)
+    expect(composer).not_to_have_attribute("readonly", "")
+    expect(composer).to_be_focused()
     first_reply = page.get_by_test_id("assistant-message").inner_text()
     assert first_reply.strip()
     # The new conversation has its own address from the first send.
@@ -139,6 +150,7 @@ def test_chat_streams_stops_and_regenerates(app_url: str, page: Page) -> None:
     expect(page.get_by_test_id("assistant-message")).to_have_count(2, timeout=90_000)
     expect(page.get_by_test_id("regenerate")).to_be_visible(timeout=90_000)
     assert "Stopped" not in page.get_by_test_id("assistant-message").nth(1).inner_text()
+    expect(composer).to_be_focused()  # not lost with the Regenerate button
 
     # The conversation is in the sidebar and reachable by its URL.
     expect(page.get_by_test_id("session-link")).to_have_count(1)

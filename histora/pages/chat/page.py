@@ -35,11 +35,17 @@ _UNLESS_A_DIALOG_OPENS = rx.vars.FunctionStringVar.create(
     "window.historaMenuOpensDialog = false; event.preventDefault(); } }"
 )
 # A closing dialog would hand the focus back to the menu item that opened it, which is
-# gone; the composer is where the user goes on from (or the conversation, while the
-# composer is disabled during a reply).
+# gone; the composer is where the user goes on from.
 _FOCUS_THE_COMPOSER = rx.vars.FunctionStringVar.create(
     f"(event) => {{ event.preventDefault(); {focus_script(COMPOSER_ID)} }}"
 )
+
+
+def _focus_composer() -> rx.event.EventSpec:
+    """In the browser, before the event it goes with: the button clicked (Send, Stop,
+    Regenerate, Retry, a starter) is about to disappear, and the focus with it; the
+    composer keeps it through the reply, for the next question."""
+    return rx.set_focus(COMPOSER_ID)
 
 
 def _session_menu(session: rx.Var[SessionLink]) -> rx.Component:
@@ -320,7 +326,7 @@ def _starters() -> rx.Component:
                 character.starter_questions,
                 lambda q: rx.button(
                     q,
-                    on_click=ChatState.ask(q),
+                    on_click=[_focus_composer(), ChatState.ask(q)],
                     variant="surface",
                     radius="full",
                     size="2",
@@ -394,7 +400,12 @@ def _error() -> rx.Component:
             rx.cond(
                 ChatState.can_retry,
                 rx.box(
-                    rx.button("Retry", size="1", on_click=ChatState.regenerate, data_testid="retry")
+                    rx.button(
+                        "Retry",
+                        size="1",
+                        on_click=[_focus_composer(), ChatState.regenerate],
+                        data_testid="retry",
+                    )
                 ),
             ),
             color_scheme="red",
@@ -415,7 +426,7 @@ def _composer() -> rx.Component:
                 # Remounted with the prefill when the page puts a question in the composer
                 # (a starter link, or a send that was refused and is given back).
                 key=ChatState.composer_version.to_string(),
-                enter_key_submit=True,
+                enter_key_submit=~ChatState.streaming,
                 auto_height=True,
                 auto_focus=True,
                 rows="1",
@@ -424,7 +435,10 @@ def _composer() -> rx.Component:
                 max_height="40vh",
                 overflow_y="auto",
                 width="100%",
-                disabled=ChatState.streaming,
+                # Read-only, not disabled, while a reply comes: a disabled box loses the
+                # focus, which would then have to be given back from the server.
+                read_only=ChatState.streaming,
+                opacity=rx.cond(ChatState.streaming, "0.6", "1"),
                 aria_label="Your message",
             ),
             rx.cond(
@@ -433,7 +447,7 @@ def _composer() -> rx.Component:
                     rx.icon("square"),
                     "Stop",
                     type="button",
-                    on_click=ChatState.stop,
+                    on_click=[_focus_composer(), ChatState.stop],
                     color_scheme="red",
                     variant="soft",
                     data_testid="stop",
@@ -446,7 +460,7 @@ def _composer() -> rx.Component:
                     rx.icon("refresh-cw"),
                     type="button",
                     variant="soft",
-                    on_click=ChatState.regenerate,
+                    on_click=[_focus_composer(), ChatState.regenerate],
                     aria_label="Regenerate the last reply",
                     data_testid="regenerate",
                 ),
@@ -456,7 +470,11 @@ def _composer() -> rx.Component:
         ),
         # Scrolled in the browser (no round trip): a question sent from higher up in a
         # long conversation brings the view down to it and its reply.
-        on_submit=[ChatState.send, rx.scroll_to(CONVERSATION_END, align_to_top=False)],
+        on_submit=[
+            _focus_composer(),
+            ChatState.send,
+            rx.scroll_to(CONVERSATION_END, align_to_top=False),
+        ],
         reset_on_submit=True,
         width="100%",
     )

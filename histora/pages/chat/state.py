@@ -6,7 +6,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import reflex as rx
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -70,7 +69,7 @@ def _starter_index(value: str, starters: list[str]) -> int | None:
 
 
 STATE_NAME = "chat"
-# Element ids: the composer (focused again after a reply) and the end of the conversation
+# Element ids: the composer (it keeps the focus through a reply) and the end of the conversation
 # (scrolled to on a send, so the question and its reply are in view).
 COMPOSER_ID = "chat-input"
 CONVERSATION_END = "chat-end"
@@ -453,7 +452,7 @@ class ChatState(rx.State):
         )
 
     @rx.event(background=True)
-    async def stream_reply(self) -> AsyncIterator[rx.event.EventSpec]:
+    async def stream_reply(self) -> None:
         async with self:
             turn = self._turn
         if turn is None:
@@ -489,8 +488,7 @@ class ChatState(rx.State):
             else:
                 final = event
         async with self:
-            showing = self._is_showing(turn)
-            if showing:
+            if self._is_showing(turn):
                 if final is not None:
                     self._append(final.message)
                     if isinstance(final, chat_service.ReplyFailed):
@@ -499,5 +497,3 @@ class ChatState(rx.State):
                 self.streaming, self._turn = False, None
         async with self:
             await self._refresh_sessions()
-        if showing:  # the composer was disabled while the reply came, which lost its focus
-            yield rx.set_focus(COMPOSER_ID)
