@@ -24,7 +24,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.errors import ConflictError, FileTooLargeError, NotFoundError, UnreadableFileError
-from histora.models import Character, Role, User
+from histora.models import Character, ChatSession, Role, User
 from histora.models.documents import (
     Document,
     DocumentKind,
@@ -126,17 +126,24 @@ async def _store(
     files: FileStore,
 ) -> DocumentPublic:
     # The checks' transaction ends before the file is written (up to 20 MB, synced to
-    # disk): see _validated. The unique index still refuses a duplicate that raced in.
+    # disk): see _validated. The unique index still refuses a duplicate that raced in,
+    # and a conversation's limit is counted again in the transaction that adds the row.
     await db.commit()
     document.storage_key = await files.save(upload.data)
-    db.add(document)
     try:
+        if document.session_id is not None:
+            await _check_room(db, document.session_id, lock=True)
+        db.add(document)
         await db.commit()
     except IntegrityError:
         # Two uploads of the same file raced past the duplicate check.
         await db.rollback()
         await files.delete(document.storage_key)
         raise ConflictError("This file has already been uploaded here.") from None
+    except (ConflictError, NotFoundError):
+        await db.rollback()
+        await files.delete(document.storage_key)
+        raise
     await db.refresh(document)
     log.info(
         "document.uploaded",
@@ -183,12 +190,8 @@ async def upload_to_session(
     limits: ExtractionLimits,
 ) -> DocumentPublic:
     session = await conversations_service.get_owned_or_raise(db, actor=actor, session_id=session_id)
-    count = len((await db.exec(select(Document.id).where(Document.session_id == session.id))).all())
-    if count >= MAX_DOCUMENTS_PER_SESSION:
-        raise ConflictError(
-            f"A conversation can hold up to {MAX_DOCUMENTS_PER_SESSION} documents. "
-            "Delete one to add another."
-        )
+    # Refused before the file is read; counted again when it is added (see _store).
+    await _check_room(db, session.id, lock=False)
     filename = clean_filename(upload.filename)
     checked = await _validated(db, Upload(filename, upload.data), limits)
     existing = await _duplicate(
@@ -199,6 +202,26 @@ async def upload_to_session(
     document = _new_document(filename, upload, checked=checked, actor=actor)
     document.scope, document.session_id = DocumentScope.SESSION, session.id
     return await _store(db, document=document, upload=upload, files=files)
+
+
+async def _check_room(db: AsyncSession, session_id: uuid.UUID, *, lock: bool) -> None:
+    """Refuse a document past the conversation's limit. With ``lock``, uploads to one
+    conversation count one after another: the conversation's row is locked until the
+    transaction ends (PostgreSQL; SQLite runs one writing transaction at a time)."""
+    if lock:
+        locked = select(ChatSession.id).where(ChatSession.id == session_id).with_for_update()
+        if (await db.exec(locked)).first() is None:  # deleted meanwhile
+            raise NotFoundError(conversations_service.SESSION_NOT_FOUND)
+    count = (
+        await db.exec(
+            select(func.count()).select_from(Document).where(Document.session_id == session_id)
+        )
+    ).one()
+    if count >= MAX_DOCUMENTS_PER_SESSION:
+        raise ConflictError(
+            f"A conversation can hold up to {MAX_DOCUMENTS_PER_SESSION} documents. "
+            "Delete one to add another."
+        )
 
 
 def _new_document(filename: str, upload: Upload, *, checked: _CheckedFile, actor: User) -> Document:
