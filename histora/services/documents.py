@@ -11,6 +11,7 @@ background (``services.ingestion``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import unicodedata
 import uuid
@@ -129,20 +130,19 @@ async def _store(
     # disk): see _validated. The unique index still refuses a duplicate that raced in,
     # and a conversation's limit is counted again in the transaction that adds the row.
     await db.commit()
-    document.storage_key = await files.save(upload.data)
+    document.storage_key = key = await files.save(upload.data)
     try:
         if document.session_id is not None:
             await _check_room(db, document.session_id, lock=True)
         db.add(document)
         await db.commit()
-    except IntegrityError:
-        # Two uploads of the same file raced past the duplicate check.
-        await db.rollback()
-        await files.delete(document.storage_key)
-        raise ConflictError("This file has already been uploaded here.") from None
-    except (ConflictError, NotFoundError):
-        await db.rollback()
-        await files.delete(document.storage_key)
+    except BaseException as error:
+        # Refused, failed or cancelled: no row, so no file either.
+        with contextlib.suppress(Exception):
+            await db.rollback()
+        await asyncio.shield(files.delete(key))
+        if isinstance(error, IntegrityError):  # a duplicate raced past the first check
+            raise ConflictError("This file has already been uploaded here.") from None
         raise
     await db.refresh(document)
     log.info(
@@ -209,7 +209,13 @@ async def _check_room(db: AsyncSession, session_id: uuid.UUID, *, lock: bool) ->
     conversation count one after another: the conversation's row is locked until the
     transaction ends (PostgreSQL; SQLite runs one writing transaction at a time)."""
     if lock:
-        locked = select(ChatSession.id).where(ChatSession.id == session_id).with_for_update()
+        # NO KEY UPDATE: uploads take turns, while the conversation's messages, whose
+        # inserts take a key-share lock on it, are not held up.
+        locked = (
+            select(ChatSession.id)
+            .where(ChatSession.id == session_id)
+            .with_for_update(key_share=True)
+        )
         if (await db.exec(locked)).first() is None:  # deleted meanwhile
             raise NotFoundError(conversations_service.SESSION_NOT_FOUND)
     count = (

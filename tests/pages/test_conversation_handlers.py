@@ -30,6 +30,12 @@ async def _socrates(db: AsyncSession) -> CharacterPublic:
     return CharacterPublic.model_validate(found, from_attributes=True)
 
 
+async def _chat_with_socrates(db: AsyncSession, root: rx.State) -> ChatState:
+    chat = substate(root, ChatState)
+    chat.character = await _socrates(db)
+    return chat
+
+
 async def _stored(db: AsyncSession, session_id: object) -> ChatSession:
     db.expunge_all()
     row = await db.get(ChatSession, session_id)
@@ -114,8 +120,7 @@ async def test_the_chat_page_list_is_not_resent_when_a_reply_leaves_it_unchanged
     newer = await conversations.create_session(db, actor=user, character_id="socrates")
     await conversations.create_session(db, actor=user, character_id="marie-curie")
     root = await signed_in_root(db, user, container.settings)
-    chat = substate(root, ChatState)
-    chat.character = await _socrates(db)
+    chat = await _chat_with_socrates(db, root)
 
     async def exchange(question: str) -> None:
         turn = await chat_service.start_turn(db, actor=user, session_id=newer.id, content=question)
@@ -165,8 +170,7 @@ async def test_a_refused_first_question_starts_no_conversation_and_is_given_back
 ) -> None:
     user = await make_user(db)
     root = await signed_in_root(db, user, container.settings)
-    chat = substate(root, ChatState)
-    chat.character = await _socrates(db)
+    chat = await _chat_with_socrates(db, root)
     too_long = "Why? " * 1000
 
     await chat._begin(too_long)
@@ -180,8 +184,7 @@ async def test_during_a_reply_its_conversation_stays_and_the_others_can_go(
 ) -> None:
     user, writing, root = await _one_conversation(db, container)
     other = await conversations.create_session(db, actor=user, character_id="socrates")
-    chat = substate(root, ChatState)
-    chat.character = await _socrates(db)
+    chat = await _chat_with_socrates(db, root)
     chat.session_id, chat.streaming = str(writing.id), True
     state = substate(root, ChatSessionsState)
 
@@ -200,8 +203,7 @@ async def test_a_new_conversation_during_a_reply_leaves_the_reply_to_be_saved(
     db: AsyncSession, container: FakeProvidersContainer
 ) -> None:
     user, session, root = await _one_conversation(db, container)
-    chat = substate(root, ChatState)
-    chat.character = await _socrates(db)
+    chat = await _chat_with_socrates(db, root)
     turn = await chat_service.start_turn(db, actor=user, session_id=session.id, content="Why?")
     chat.session_id, chat.streaming, chat._turn = str(session.id), True, turn
 
@@ -217,8 +219,7 @@ async def test_an_archived_conversation_is_restored_and_one_deleted_meanwhile_is
 ) -> None:
     user, session, root = await _one_conversation(db, container)
     await conversations.set_archived(db, actor=user, session_id=session.id, archived=True)
-    chat = substate(root, ChatState)
-    chat.character = await _socrates(db)
+    chat = await _chat_with_socrates(db, root)
 
     await chat._open(session.id)
     assert chat.archived and chat.session_id == str(session.id)
@@ -247,8 +248,7 @@ async def test_a_reply_written_for_another_tab_shows_once_it_is_saved(
     _on_the_chat_page(root)
     # Another tab asked; its reply is being written.
     turn = await chat_service.start_turn(db, actor=user, session_id=session.id, content="Why?")
-    chat = substate(root, ChatState)
-    chat.character = await _socrates(db)
+    chat = await _chat_with_socrates(db, root)
 
     assert await chat._open(session.id) == ChatState.follow_reply
     token = chat._following
@@ -283,8 +283,7 @@ async def test_a_followed_reply_stops_being_followed_when_the_page_moves_on(
     user, session, root = await _one_conversation(db, container)
     _on_the_chat_page(root)
     await chat_service.start_turn(db, actor=user, session_id=session.id, content="Why?")
-    chat = substate(root, ChatState)
-    chat.character = await _socrates(db)
+    chat = await _chat_with_socrates(db, root)
 
     await chat._open(session.id)
     token = chat._following
@@ -308,8 +307,7 @@ async def test_a_send_from_a_page_following_a_reply_shows_that_reply_as_saved(
     user, session, root = await _one_conversation(db, container)
     _on_the_chat_page(root)
     turn = await chat_service.start_turn(db, actor=user, session_id=session.id, content="Why?")
-    chat = substate(root, ChatState)
-    chat.character = await _socrates(db)
+    chat = await _chat_with_socrates(db, root)
     await chat._open(session.id)
     async for _ in chat_service.stream_turn(
         container.db_session, turn=turn, chat_model=container.chat_model
@@ -324,3 +322,18 @@ async def test_a_send_from_a_page_following_a_reply_shows_that_reply_as_saved(
         ("user", "complete", "And then?"),
     ]
     assert chat._following == ""
+
+
+async def test_a_question_sent_as_a_reply_begins_goes_back_in_the_composer(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    # Enter pressed before the page knew a reply had begun: the form has emptied itself.
+    user, session, root = await _one_conversation(db, container)
+    chat = await _chat_with_socrates(db, root)
+    chat.session_id, chat.streaming = str(session.id), True
+    version = chat.composer_version
+
+    assert await ChatState.send.fn(chat, {"message": "And then?"}) is None
+    assert (chat.prefill, chat.composer_version) == ("And then?", version + 1)
+    assert not any(chat._conversation())  # nothing sent
+    assert await conversations.latest_messages(db, actor=user, session_id=session.id, limit=5) == []

@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.errors import ConflictError, NotFoundError
 from histora.models import User
+from histora.models.chat import ChatSessionPublic
 from histora.models.documents import Document
 from histora.providers.file_store import LocalFileStore
 from histora.services import conversations
@@ -53,6 +54,11 @@ def uploads(settings: Settings, tmp_path: Path) -> Uploads:
     return Uploads(LocalFileStore(tmp_path / "documents"), ExtractionLimits.from_settings(settings))
 
 
+async def _new_conversation(db: AsyncSession) -> tuple[User, ChatSessionPublic]:
+    user = await make_user(db)
+    return user, await conversations.create_session(db, actor=user, character_id="socrates")
+
+
 async def _count(db: AsyncSession, session_id: uuid.UUID) -> int:
     query = select(func.count()).select_from(Document).where(Document.session_id == session_id)
     return (await db.exec(query)).one()
@@ -61,8 +67,7 @@ async def _count(db: AsyncSession, session_id: uuid.UUID) -> int:
 async def test_a_conversation_holds_its_limit_of_documents_and_no_more(
     db: AsyncSession, uploads: Uploads
 ) -> None:
-    user = await make_user(db)
-    session = await conversations.create_session(db, actor=user, character_id="socrates")
+    user, session = await _new_conversation(db)
     for n in range(LIMIT):
         await uploads.add(db, user, session.id, n)
 
@@ -116,19 +121,36 @@ async def test_uploads_at_once_cannot_pass_the_limit_together(
 async def test_a_conversation_deleted_while_its_file_is_read_gets_nothing_stored(
     db: AsyncSession, uploads: Uploads, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    user = await make_user(db)
-    session = await conversations.create_session(db, actor=user, character_id="socrates")
+    user, session = await _new_conversation(db)
     read = documents_service.extract
 
     def read_then_delete(data: bytes, **kwargs: Any) -> Any:
         extracted = read(data, **kwargs)
         asyncio.run_coroutine_threadsafe(
             conversations.delete_session(db, actor=user, session_id=session.id), loop
-        ).result()
+        ).result(timeout=10)
         return extracted
 
     loop = asyncio.get_running_loop()
     monkeypatch.setattr(documents_service, "extract", read_then_delete)
     with pytest.raises(NotFoundError, match="No such conversation"):
+        await uploads.add(db, user, session.id, 1)
+    assert uploads.stored_files() == 0
+
+
+async def test_an_upload_that_fails_as_it_is_added_leaves_no_file(
+    db: AsyncSession, uploads: Uploads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user, session = await _new_conversation(db)
+
+    check_room = documents_service._check_room
+
+    async def gone_when_adding(db: AsyncSession, session_id: uuid.UUID, *, lock: bool) -> None:
+        if lock:  # the file is saved by now
+            raise ConnectionError("the database went away")
+        await check_room(db, session_id, lock=lock)
+
+    monkeypatch.setattr(documents_service, "_check_room", gone_when_adding)
+    with pytest.raises(ConnectionError):
         await uploads.add(db, user, session.id, 1)
     assert uploads.stored_files() == 0

@@ -42,9 +42,10 @@ _FOCUS_THE_COMPOSER = rx.vars.FunctionStringVar.create(
 
 
 def _focus_composer() -> rx.event.EventSpec:
-    """In the browser, before the event it goes with: the button clicked (Send, Stop,
-    Regenerate, Retry, a starter) is about to disappear, and the focus with it; the
-    composer keeps it through the reply, for the next question."""
+    """In the browser, after the event it follows: the button clicked (Send, Stop,
+    Regenerate, Retry, a starter) disappears, and the focus with it; the composer keeps
+    it through the reply, for the next question. Once the reply has begun the composer
+    is read-only, so focusing it does not raise a phone's keyboard over the reply."""
     return rx.set_focus(COMPOSER_ID)
 
 
@@ -326,7 +327,7 @@ def _starters() -> rx.Component:
                 character.starter_questions,
                 lambda q: rx.button(
                     q,
-                    on_click=[_focus_composer(), ChatState.ask(q)],
+                    on_click=[ChatState.ask(q), _focus_composer()],
                     variant="surface",
                     radius="full",
                     size="2",
@@ -403,7 +404,7 @@ def _error() -> rx.Component:
                     rx.button(
                         "Retry",
                         size="1",
-                        on_click=[_focus_composer(), ChatState.regenerate],
+                        on_click=[ChatState.regenerate, _focus_composer()],
                         data_testid="retry",
                     )
                 ),
@@ -421,7 +422,11 @@ def _composer() -> rx.Component:
             rx.text_area(
                 id=COMPOSER_ID,
                 name="message",
-                placeholder="Ask " + ChatState.character.name + " something…",
+                placeholder=rx.cond(
+                    ChatState.streaming,
+                    ChatState.character.name + " is answering…",
+                    "Ask " + ChatState.character.name + " something…",
+                ),
                 default_value=ChatState.prefill,
                 # Remounted with the prefill when the page puts a question in the composer
                 # (a starter link, or a send that was refused and is given back).
@@ -438,7 +443,6 @@ def _composer() -> rx.Component:
                 # Read-only, not disabled, while a reply comes: a disabled box loses the
                 # focus, which would then have to be given back from the server.
                 read_only=ChatState.streaming,
-                opacity=rx.cond(ChatState.streaming, "0.6", "1"),
                 aria_label="Your message",
             ),
             rx.cond(
@@ -447,7 +451,7 @@ def _composer() -> rx.Component:
                     rx.icon("square"),
                     "Stop",
                     type="button",
-                    on_click=[_focus_composer(), ChatState.stop],
+                    on_click=[ChatState.stop, _focus_composer()],
                     color_scheme="red",
                     variant="soft",
                     data_testid="stop",
@@ -460,7 +464,7 @@ def _composer() -> rx.Component:
                     rx.icon("refresh-cw"),
                     type="button",
                     variant="soft",
-                    on_click=[_focus_composer(), ChatState.regenerate],
+                    on_click=[ChatState.regenerate, _focus_composer()],
                     aria_label="Regenerate the last reply",
                     data_testid="regenerate",
                 ),
@@ -471,9 +475,9 @@ def _composer() -> rx.Component:
         # Scrolled in the browser (no round trip): a question sent from higher up in a
         # long conversation brings the view down to it and its reply.
         on_submit=[
-            _focus_composer(),
             ChatState.send,
             rx.scroll_to(CONVERSATION_END, align_to_top=False),
+            _focus_composer(),
         ],
         reset_on_submit=True,
         width="100%",

@@ -379,7 +379,11 @@ class ChatState(rx.State):
 
     async def _begin(self, text: str, *, regenerate: bool = False) -> Followups:
         if self.streaming or self.character is None:
-            return None  # guards double submission
+            # Guards double submission. A question typed and sent just as a reply began
+            # (before the page knew) goes back in the composer, which emptied on submit.
+            if not regenerate and text.strip():
+                self._put_in_composer(text)
+            return None
         self._assign(error="", prefill="", can_retry=False)
         started = False  # this send starts the conversation
         try:
