@@ -23,6 +23,7 @@ from sqlalchemy import case, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from histora.errors import ConflictError, FileTooLargeError, NotFoundError, UnreadableFileError
 from histora.models import Character, ChatSession, Role, User
@@ -45,6 +46,9 @@ log = structlog.get_logger(__name__)
 
 FILENAME_MAX_LENGTH = 255
 MAX_DOCUMENTS_PER_SESSION = 20
+# Purges before a conversation is deleted even if uploads keep arriving (see
+# delete_session_and_documents); one is enough unless an upload lands meanwhile.
+_DELETE_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -323,11 +327,15 @@ async def purge_documents(
     await db.commit()
 
 
+def _documents_of(session_id: uuid.UUID) -> SelectOfScalar[Document]:
+    return select(Document).where(Document.session_id == session_id)
+
+
 async def purge_session_documents(
     db: AsyncSession, *, session_id: uuid.UUID, files: FileStore, vector_store: VectorStore
 ) -> None:
     """Called before a session is deleted: its rows would cascade, its vectors would not."""
-    rows = await db.exec(select(Document).where(Document.session_id == session_id))
+    rows = await db.exec(_documents_of(session_id))
     await purge_documents(db, list(rows.all()), files=files, vector_store=vector_store)
 
 
@@ -355,9 +363,23 @@ async def delete_session_and_documents(
     files: FileStore,
     vector_store: VectorStore,
 ) -> None:
-    """Delete a conversation with its uploaded files and their vectors."""
+    """Delete a conversation with its uploaded files and their vectors.
+
+    The documents go first (vectors, then files, then rows), outside the transaction
+    that deletes the conversation. That transaction locks the conversation before it
+    looks for documents again: an upload that got in meanwhile is purged in another
+    round, and one that comes after finds the conversation gone (see _check_room).
+    Rounds are few: a conversation holds at most MAX_DOCUMENTS_PER_SESSION documents.
+    """
     session = await conversations_service.get_owned_or_raise(db, actor=actor, session_id=session_id)
-    await purge_session_documents(db, session_id=session.id, files=files, vector_store=vector_store)
+    for _ in range(_DELETE_ROUNDS):
+        await purge_session_documents(
+            db, session_id=session.id, files=files, vector_store=vector_store
+        )
+        await db.exec(select(ChatSession.id).where(ChatSession.id == session.id).with_for_update())
+        if (await db.exec(_documents_of(session.id).limit(1))).first() is None:
+            break
+        await db.commit()  # added meanwhile: unlock (nothing was written), another round
     await conversations_service.delete_session(db, actor=actor, session_id=session.id)
 
 

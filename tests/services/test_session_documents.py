@@ -18,6 +18,7 @@ from histora.errors import ConflictError, NotFoundError
 from histora.models import User
 from histora.models.chat import ChatSessionPublic
 from histora.models.documents import Document
+from histora.providers.fakes import FakeVectorStore
 from histora.providers.file_store import LocalFileStore
 from histora.services import conversations
 from histora.services import documents as documents_service
@@ -154,3 +155,27 @@ async def test_an_upload_that_fails_as_it_is_added_leaves_no_file(
     with pytest.raises(ConnectionError):
         await uploads.add(db, user, session.id, 1)
     assert uploads.stored_files() == 0
+
+
+async def test_an_upload_added_while_its_conversation_is_deleted_goes_with_it(
+    db: AsyncSession, uploads: Uploads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user, session = await _new_conversation(db)
+    await uploads.add(db, user, session.id, 1)
+    purge = documents_service.purge_session_documents
+    rounds: list[int] = []
+
+    async def purge_then_upload(db: AsyncSession, **kwargs: Any) -> None:
+        await purge(db, **kwargs)
+        rounds.append(uploads.stored_files())
+        if len(rounds) == 1:  # another upload lands between the purge and the deletion
+            await uploads.add(db, user, session.id, 2)
+
+    monkeypatch.setattr(documents_service, "purge_session_documents", purge_then_upload)
+    await documents_service.delete_session_and_documents(
+        db, actor=user, session_id=session.id, files=uploads.files, vector_store=FakeVectorStore()
+    )
+    assert rounds == [0, 0]
+    assert uploads.stored_files() == 0  # the late upload's file went too
+    with pytest.raises(NotFoundError):
+        await conversations.get_owned_or_raise(db, actor=user, session_id=session.id)
