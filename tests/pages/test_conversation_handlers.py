@@ -337,3 +337,16 @@ async def test_a_question_sent_as_a_reply_begins_goes_back_in_the_composer(
     assert (chat.prefill, chat.composer_version) == ("And then?", version + 1)
     assert not any(chat._conversation())  # nothing sent
     assert await conversations.latest_messages(db, actor=user, session_id=session.id, limit=5) == []
+
+
+async def test_an_empty_send_does_nothing_and_says_nothing(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    root = await signed_in_root(db, await make_user(db), container.settings)
+    chat = await _chat_with_socrates(db, root)
+    chat.error = "An earlier problem."
+
+    assert await ChatState.send.fn(chat, {"message": "  \n "}) is None
+    # No conversation started, no error shown over the one already there.
+    assert chat.session_id == "" and chat.error == "An earlier problem."
+    assert not any(chat._conversation())

@@ -371,7 +371,10 @@ class ChatState(rx.State):
 
     @rx.event
     async def send(self, form: dict[str, str]) -> Followups:
-        return await self._begin(form.get("message", ""))
+        text = form.get("message", "")
+        if not text.strip():
+            return None  # Enter on an empty box: nothing to send, and nothing to say
+        return await self._begin(text)
 
     @rx.event
     async def ask(self, question: str) -> Followups:
