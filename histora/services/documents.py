@@ -212,26 +212,28 @@ async def _check_room(db: AsyncSession, session_id: uuid.UUID, *, lock: bool) ->
     """Refuse a document past the conversation's limit. With ``lock``, uploads to one
     conversation count one after another: the conversation's row is locked until the
     transaction ends (PostgreSQL; SQLite runs one writing transaction at a time)."""
-    if lock:
-        # NO KEY UPDATE: uploads take turns, while the conversation's messages, whose
-        # inserts take a key-share lock on it, are not held up.
-        locked = (
-            select(ChatSession.id)
-            .where(ChatSession.id == session_id)
-            .with_for_update(key_share=True)
-        )
-        if (await db.exec(locked)).first() is None:  # deleted meanwhile
-            raise NotFoundError(conversations_service.SESSION_NOT_FOUND)
-    count = (
-        await db.exec(
-            select(func.count()).select_from(Document).where(Document.session_id == session_id)
-        )
-    ).one()
+    if lock and not await _lock_conversation(db, session_id, deleting=False):
+        raise NotFoundError(conversations_service.SESSION_NOT_FOUND)  # deleted meanwhile
+    counted = select(func.count()).select_from(_documents_of(session_id).subquery())
+    count = (await db.exec(counted)).one()
     if count >= MAX_DOCUMENTS_PER_SESSION:
         raise ConflictError(
             f"A conversation can hold up to {MAX_DOCUMENTS_PER_SESSION} documents. "
             "Delete one to add another."
         )
+
+
+async def _lock_conversation(db: AsyncSession, session_id: uuid.UUID, *, deleting: bool) -> bool:
+    """Lock the conversation's row until the transaction ends; False if it is gone.
+
+    Uploads take NO KEY UPDATE: they take turns among themselves, while the
+    conversation's messages, whose inserts take a key-share lock on it, are not held
+    up. Deleting takes FOR UPDATE, which waits for both. (SQLite has no row locks; it
+    runs one writing transaction at a time.)
+    """
+    locked = select(ChatSession.id).where(ChatSession.id == session_id)
+    found = await db.exec(locked.with_for_update(key_share=not deleting))
+    return found.first() is not None
 
 
 def _new_document(filename: str, upload: Upload, *, checked: _CheckedFile, actor: User) -> Document:
@@ -283,11 +285,7 @@ async def list_for_session(
     db: AsyncSession, *, actor: User, session_id: uuid.UUID
 ) -> list[DocumentPublic]:
     session = await conversations_service.get_owned_or_raise(db, actor=actor, session_id=session_id)
-    rows = await db.exec(
-        select(Document)
-        .where(Document.session_id == session.id)
-        .order_by(col(Document.created_at).desc())
-    )
+    rows = await db.exec(_documents_of(session.id).order_by(col(Document.created_at).desc()))
     return [document_public(row) for row in rows.all()]
 
 
@@ -376,7 +374,7 @@ async def delete_session_and_documents(
         await purge_session_documents(
             db, session_id=session.id, files=files, vector_store=vector_store
         )
-        await db.exec(select(ChatSession.id).where(ChatSession.id == session.id).with_for_update())
+        await _lock_conversation(db, session.id, deleting=True)
         if (await db.exec(_documents_of(session.id).limit(1))).first() is None:
             break
         await db.commit()  # added meanwhile: unlock (nothing was written), another round

@@ -153,7 +153,7 @@ async def acting(state: rx.State) -> AsyncIterator[tuple[AsyncSession, User]]:
     :func:`background_actor` inside ``async with self`` instead.
     """
     async with deps.db_session() as db:
-        yield db, await (await state.get_state(SessionState))._actor(db)
+        yield db, await _signed_in(state, db)
 
 
 async def background_actor(state: rx.State, db: AsyncSession) -> User:
@@ -162,6 +162,10 @@ async def background_actor(state: rx.State, db: AsyncSession) -> User:
     and must hold no transaction (on SQLite, the database's write lock) while it may
     wait for the state again, or for slow work of its own.
     """
-    actor = await (await state.get_state(SessionState))._actor(db)
+    actor = await _signed_in(state, db)
     await db.commit()
     return actor
+
+
+async def _signed_in(state: rx.State, db: AsyncSession) -> User:
+    return await (await state.get_state(SessionState))._actor(db)

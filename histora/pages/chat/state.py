@@ -163,6 +163,12 @@ class ChatState(rx.State):
     async def _clear_draft(self) -> None:
         (await self.get_state(ChatDraft))._clear()
 
+    def _give_back(self, text: str, *, regenerate: bool) -> None:
+        """A question that was not sent goes back in the composer, which emptied itself
+        on submit (a regenerate has no question of its own)."""
+        if not regenerate and text.strip():
+            self._put_in_composer(text)
+
     def _put_in_composer(self, text: str) -> None:
         self.prefill = text
         self.composer_version += 1
@@ -383,9 +389,8 @@ class ChatState(rx.State):
     async def _begin(self, text: str, *, regenerate: bool = False) -> Followups:
         if self.streaming or self.character is None:
             # Guards double submission. A question typed and sent just as a reply began
-            # (before the page knew) goes back in the composer, which emptied on submit.
-            if not regenerate and text.strip():
-                self._put_in_composer(text)
+            # (before the page knew) goes back in the composer.
+            self._give_back(text, regenerate=regenerate)
             return None
         self._assign(error="", prefill="", can_retry=False)
         started = False  # this send starts the conversation
@@ -423,8 +428,7 @@ class ChatState(rx.State):
                     self._show_sessions(await self._session_titles(db, actor))
         except HistoraError as exc:
             self.error = exc.public_message
-            if not regenerate and text.strip():
-                self._put_in_composer(text)  # the form emptied itself on submit
+            self._give_back(text, regenerate=regenerate)
             return None
         self._turn, self._stop_requested, self._following = turn, False, ""
         self.streaming = True
