@@ -1,13 +1,28 @@
 """Reflex configuration. Histora's own knobs live in histora.settings (HISTORA_*)."""
 
 import os
+import sys
 
 import reflex as rx
 
 from histora.db import async_database_url, prepare_sqlite_file, sync_database_url
 from histora.settings import get_settings
+from histora.supervisor import forward_stop_signals, is_reflex_run_prod
 
 _settings = get_settings()
+
+# The backend runs under uvicorn (gunicorn's workers in production), not Granian: uvicorn's
+# websockets negotiate permessage-deflate, which shrinks the chat's websocket traffic
+# several fold (bench/chat_overhead.py), and Granian has no websocket compression. Reflex
+# hands gunicorn its worker count as --threads, which uvicorn's worker ignores, so the
+# count goes in WEB_CONCURRENCY, gunicorn's default for --workers: Reflex's own rule of
+# 2 x cores + 1, at most 8, when a Redis URL lets several workers share the state.
+os.environ.setdefault("REFLEX_USE_GRANIAN", "false")
+if _settings.redis_url:
+    os.environ.setdefault("WEB_CONCURRENCY", str(min((os.cpu_count() or 1) * 2 + 1, 8)))
+if is_reflex_run_prod(sys.argv):
+    forward_stop_signals()
+
 # Reflex inspects the database before the app starts; give a fresh SQLite file a home.
 prepare_sqlite_file(_settings.resolved_database_url)
 

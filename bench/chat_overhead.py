@@ -67,6 +67,9 @@ TARGET_BYTES_PER_CHAR = 3.0  # websocket bytes received per reply character
 SERVER_START_SECONDS = 30.0
 APP_START_SECONDS = 300.0  # the production build alone takes 30-60 s
 REPLY_TIMEOUT_SECONDS = 120.0
+# Real prose for the replies (public-domain texts kept beside the checkout for tests and
+# benchmarks); without it every reply is one repeated filler sentence.
+DEFAULT_REPLY_TEXT = ROOT.parent / "shared" / "corpus" / "plato__republic.txt"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class Options:
     reflex_sends: int
     skip_reflex: bool
     skip_rest: bool
+    reply_text: Path | None  # replies are its consecutive passages; None: one filler reply
     database_url: str | None
     keep_logs: bool
 
@@ -149,7 +153,7 @@ def wait_for_http(
 
 @contextlib.contextmanager
 def fake_model_server(
-    port: int, *, reply_tokens: int, token_delay: float, log_dir: Path
+    port: int, *, reply_tokens: int, token_delay: float, reply_text: Path | None, log_dir: Path
 ) -> Iterator[str]:
     """The fake model server in its own process; yields its base URL (…/v1)."""
     log_path = log_dir / "fake-model.log"
@@ -159,6 +163,7 @@ def fake_model_server(
         "histora.testing.fake_openai_server",
         *("--port", str(port), "--model", MODEL),
         *("--reply-tokens", str(reply_tokens), "--token-delay", str(token_delay)),
+        *(("--reply-text", str(reply_text)) if reply_text else ()),
     ]
     base_url = f"http://127.0.0.1:{port}/v1"
     with running(command, env=dict(os.environ), log_path=log_path) as process:
@@ -655,7 +660,11 @@ async def bench_rest(
 def run_rest(opts: Options, log_dir: Path) -> RestFigures:
     data_dir = Path(tempfile.mkdtemp(prefix="rest-", dir=log_dir))
     with fake_model_server(
-        free_port(), reply_tokens=opts.reply_tokens, token_delay=opts.token_delay, log_dir=log_dir
+        free_port(),
+        reply_tokens=opts.reply_tokens,
+        token_delay=opts.token_delay,
+        reply_text=opts.reply_text,
+        log_dir=log_dir,
     ) as model_url:
         env = histora_env(data_dir, model_url, opts.database_url)
         seed(env, log_dir)
@@ -863,7 +872,11 @@ def run_reflex(opts: Options, log_dir: Path) -> ReflexFigures:
     seed(env, log_dir)
     print(f"\nReflex: building and starting the app (logs in {log_dir}) …", flush=True)
     serve = functools.partial(
-        fake_model_server, model_port, token_delay=opts.token_delay, log_dir=log_dir
+        fake_model_server,
+        model_port,
+        token_delay=opts.token_delay,
+        reply_text=opts.reply_text,
+        log_dir=log_dir,
     )
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(contextlib.ExitStack())
@@ -1025,6 +1038,8 @@ def print_summary(opts: Options, rest: RestFigures | None, reflex: ReflexFigures
         f"{opts.token_delay * 1000:g} ms per token; database: "
         f"{opts.database_url or 'SQLite (temporary file)'}"
     )
+    text = f"passages of {opts.reply_text.name}" if opts.reply_text else "one filler sentence"
+    print(f"  reply text: {text}")
     for name, value, target, status in lines:
         print(f"  {name:46}{value:>16}  {target:>12}  {status}".rstrip())
     if rest is None:
@@ -1059,12 +1074,26 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     add("--reflex-sends", type=int, default=10, help="measured Reflex sends for TTFT")
     add("--skip-reflex", action="store_true", help="skip the Reflex websocket path")
     add("--skip-rest", action="store_true", help="skip the REST route (Reflex part only)")
+    add(
+        "--reply-text",
+        type=Path,
+        default=DEFAULT_REPLY_TEXT if DEFAULT_REPLY_TEXT.is_file() else None,
+        help="replies are this text's consecutive passages, each one different, as a real "
+        "model's are (compression depends on it)",
+    )
+    add(
+        "--same-reply",
+        action="store_true",
+        help="every reply the same filler sentence (compresses far better than real text)",
+    )
     add("--database-url", help="e.g. postgresql+psycopg://…; None: a temporary SQLite file")
     add("--keep-logs", action="store_true", help="keep the temporary logs and databases")
     args = parser.parse_args(argv)
     lengths = tuple(int(part) for part in args.reflex_lengths.split(",") if part.strip())
     if args.streams < 1 or args.requests < 1 or not lengths:
         parser.error("--streams, --requests and --reflex-lengths need positive values")
+    if args.reply_text is not None and not args.reply_text.is_file():
+        parser.error(f"--reply-text: no such file: {args.reply_text}")
     return Options(
         streams=args.streams,
         requests=args.requests,
@@ -1075,6 +1104,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         reflex_sends=args.reflex_sends,
         skip_reflex=args.skip_reflex,
         skip_rest=args.skip_rest,
+        reply_text=None if args.same_reply else args.reply_text,
         database_url=args.database_url,
         keep_logs=args.keep_logs,
     )

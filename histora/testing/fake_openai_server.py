@@ -55,6 +55,9 @@ class ModelScript:
     """
 
     reply: str = "Hello from the fake server."
+    # When set, the n-th request for the model gets replies[n - 1] (cycling) instead of
+    # `reply`: distinct replies, as a real model gives, for measuring compressed traffic.
+    replies: tuple[str, ...] = ()
     tokens_per_chunk: int = 1
     per_token_delay_seconds: float = 0.0
     first_token_delay_seconds: float = 0.0
@@ -269,7 +272,9 @@ class FakeOpenAIServer:
         ):
             headers = {"Retry-After": script.retry_after} if script.retry_after else None
             return _error(script.status_code, f"scripted HTTP {script.status_code}", headers)
-        answer = _Answer(script, body, served_model=script.served_model or model)
+        replies = script.replies
+        reply = replies[(self.requests[model] - 1) % len(replies)] if replies else script.reply
+        answer = _Answer(script, body, reply=reply, served_model=script.served_model or model)
         if not body.get("stream"):
             return JSONResponse(answer.completion())
         progress = _Progress()
@@ -323,12 +328,14 @@ def _bag_of_words(text: str, script: ModelScript) -> list[float]:
 class _Answer:
     """One scripted reply, as a completion object or as SSE chunks."""
 
-    def __init__(self, script: ModelScript, body: Mapping[str, Any], *, served_model: str) -> None:
+    def __init__(
+        self, script: ModelScript, body: Mapping[str, Any], *, reply: str, served_model: str
+    ) -> None:
         self.script = script
         self.model = served_model
         self.id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
         self.created = int(time.time())
-        self.tokens = split_tokens(script.reply)
+        self.tokens = split_tokens(reply)
         self.finish_reason = "stop"
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
         if isinstance(limit, int) and len(self.tokens) > limit:
@@ -410,6 +417,15 @@ def filler_reply(tokens: int) -> str:
     return " ".join(words[i % len(words)] for i in range(tokens))
 
 
+def passages(text: str, tokens: int) -> tuple[str, ...]:
+    """``text`` cut into consecutive replies of exactly ``tokens`` tokens each."""
+    words = text.split()
+    return tuple(
+        " ".join(words[start : start + tokens])
+        for start in range(0, len(words) - tokens + 1, tokens)
+    )
+
+
 async def _serve_until_signalled(server: FakeOpenAIServer) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -432,9 +448,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--token-delay", type=float, default=0.01, help="seconds to wait before each token"
     )
+    parser.add_argument(
+        "--reply-text",
+        type=argparse.FileType(encoding="utf-8"),
+        help="a UTF-8 text file: each reply is its next passage of --reply-tokens tokens "
+        "(default: the same filler sentence every time)",
+    )
     args = parser.parse_args(argv)
+    if args.reply_tokens < 1:
+        parser.error("--reply-tokens must be at least 1")
+    replies: tuple[str, ...] = ()
+    if args.reply_text is not None:
+        with args.reply_text as source:
+            replies = passages(source.read(), args.reply_tokens)
+        if not replies:
+            parser.error(f"{source.name} holds fewer than {args.reply_tokens} words")
     script = ModelScript(
-        reply=filler_reply(args.reply_tokens), per_token_delay_seconds=args.token_delay
+        reply=filler_reply(args.reply_tokens),
+        replies=replies,
+        per_token_delay_seconds=args.token_delay,
     )
     asyncio.run(_serve_until_signalled(FakeOpenAIServer({args.model: script}, port=args.port)))
     return 0

@@ -112,6 +112,10 @@ def postgres_url() -> Iterator[str]:
         admin.dispose()
 
 
+def _is_gunicorn(pid: int) -> bool:
+    return "gunicorn" in procfs.command_line(pid)
+
+
 @dataclass
 class RunningApp:
     url: str
@@ -128,11 +132,14 @@ class RunningApp:
         return self.process.pid
 
     def worker_pids(self) -> list[int]:
-        """The backend worker processes (the supervisor's Python children)."""
+        """The backend worker processes: the children of the gunicorn master that the
+        supervisor (`reflex run`) starts, leaving out the servers a worker starts."""
         return [
-            pid
-            for pid in procfs.children(self.pid)
-            if any(Path(arg).name == "reflex" for arg in procfs.command_line(pid))
+            worker
+            for master in procfs.children(self.pid)
+            if _is_gunicorn(master)
+            for worker in procfs.children(master)
+            if _is_gunicorn(worker)
         ]
 
     def log(self) -> str:
@@ -202,7 +209,8 @@ def app(
         for key, value in os.environ.items()
         # Only HISTORA_* settings configure the app: its rxconfig must pass them on.
         if key not in ("REFLEX_REDIS_URL", "REFLEX_DB_URL", "REFLEX_ASYNC_DB_URL")
-        and not key.startswith(("HISTORA_CHROMA", "HISTORA_OPENAI", "GRANIAN_"))
+        and not key.startswith(("HISTORA_CHROMA", "HISTORA_OPENAI", "GRANIAN_", "GUNICORN_"))
+        and key != "WEB_CONCURRENCY"
     }
     env.update(
         {
@@ -237,8 +245,8 @@ def app(
             # No HISTORA_CHROMA_URL (filtered out above): with Redis set, the app runs its
             # own Chroma server over the data directory's path, on this loopback port.
             "HISTORA_CHROMA_LOCAL_PORT": str(chroma_port),
-            # Reflex's own worker count with Redis is 2 x cores + 1; fix it for the test.
-            "GRANIAN_WORKERS": str(WORKERS),
+            # The app's worker count with Redis is 2 x cores + 1 (rxconfig); fix it here.
+            "WEB_CONCURRENCY": str(WORKERS),
         }
     )
     log_path = data_dir / "app.log"
