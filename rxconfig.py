@@ -11,15 +11,12 @@ from histora.supervisor import forward_stop_signals, is_reflex_run_prod
 
 _settings = get_settings()
 
-# The backend runs under uvicorn (gunicorn's workers in production), not Granian: uvicorn's
-# websockets negotiate permessage-deflate, which shrinks the chat's websocket traffic
-# several fold (bench/chat_overhead.py), and Granian has no websocket compression. Reflex
-# hands gunicorn its worker count as --threads, which uvicorn's worker ignores, so the
-# count goes in WEB_CONCURRENCY, gunicorn's default for --workers: Reflex's own rule of
-# 2 x cores + 1, at most 8, when a Redis URL lets several workers share the state.
+# The backend runs under uvicorn (in production, gunicorn's uvicorn workers, set up in
+# gunicorn.conf.py), not Granian: uvicorn's websockets negotiate permessage-deflate, which
+# shrinks the chat's websocket traffic several fold (bench/chat_overhead.py), and Granian
+# has no websocket compression. `reflex run` then waits for gunicorn as a child process;
+# histora.supervisor passes stop signals on to it.
 os.environ.setdefault("REFLEX_USE_GRANIAN", "false")
-if _settings.redis_url:
-    os.environ.setdefault("WEB_CONCURRENCY", str(min((os.cpu_count() or 1) * 2 + 1, 8)))
 if is_reflex_run_prod(sys.argv):
     forward_stop_signals()
 

@@ -70,6 +70,10 @@ REPLY_TIMEOUT_SECONDS = 120.0
 # Real prose for the replies (public-domain texts kept beside the checkout for tests and
 # benchmarks); without it every reply is one repeated filler sentence.
 DEFAULT_REPLY_TEXT = ROOT.parent / "shared" / "corpus" / "plato__republic.txt"
+# Replies start this many words in, past a title block; each Reflex reply length starts
+# REPLY_TEXT_STRIDE words further, so no length reuses another's passages.
+REPLY_TEXT_START = 500
+REPLY_TEXT_STRIDE = 10_000
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,13 @@ def wait_for_http(
 
 @contextlib.contextmanager
 def fake_model_server(
-    port: int, *, reply_tokens: int, token_delay: float, reply_text: Path | None, log_dir: Path
+    port: int,
+    *,
+    reply_tokens: int,
+    token_delay: float,
+    reply_text: Path | None,
+    log_dir: Path,
+    reply_start: int = REPLY_TEXT_START,
 ) -> Iterator[str]:
     """The fake model server in its own process; yields its base URL (…/v1)."""
     log_path = log_dir / "fake-model.log"
@@ -163,7 +173,11 @@ def fake_model_server(
         "histora.testing.fake_openai_server",
         *("--port", str(port), "--model", MODEL),
         *("--reply-tokens", str(reply_tokens), "--token-delay", str(token_delay)),
-        *(("--reply-text", str(reply_text)) if reply_text else ()),
+        *(
+            ("--reply-text", str(reply_text), "--reply-start", str(reply_start))
+            if reply_text
+            else ()
+        ),
     ]
     base_url = f"http://127.0.0.1:{port}/v1"
     with running(command, env=dict(os.environ), log_path=log_path) as process:
@@ -900,9 +914,10 @@ def run_reflex(opts: Options, log_dir: Path) -> ReflexFigures:
         ]
         page.close()
         replies, seconds, thirds = [], [], []
-        for tokens in opts.reflex_lengths:
+        for index, tokens in enumerate(opts.reflex_lengths):
             model.close()  # the model server again, same port, another reply length
-            model.enter_context(serve(reply_tokens=tokens))
+            start = REPLY_TEXT_START + REPLY_TEXT_STRIDE * (index + 1)
+            model.enter_context(serve(reply_tokens=tokens, reply_start=start))
             page, log = open_chat(context, url)
             replies.append(send_and_measure(page, log, tokens=tokens, wire=wire))
             # More questions in the same conversation: no new address or list entry.
@@ -1038,8 +1053,10 @@ def print_summary(opts: Options, rest: RestFigures | None, reflex: ReflexFigures
         f"{opts.token_delay * 1000:g} ms per token; database: "
         f"{opts.database_url or 'SQLite (temporary file)'}"
     )
-    text = f"passages of {opts.reply_text.name}" if opts.reply_text else "one filler sentence"
-    print(f"  reply text: {text}")
+    if opts.reply_text:
+        print(f"  reply text: passages of {opts.reply_text.name}, a different one each reply")
+    else:
+        print("  reply text: ONE FILLER SENTENCE, the same every reply: wire figures flattered")
     for name, value, target, status in lines:
         print(f"  {name:46}{value:>16}  {target:>12}  {status}".rstrip())
     if rest is None:
@@ -1074,14 +1091,15 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     add("--reflex-sends", type=int, default=10, help="measured Reflex sends for TTFT")
     add("--skip-reflex", action="store_true", help="skip the Reflex websocket path")
     add("--skip-rest", action="store_true", help="skip the REST route (Reflex part only)")
-    add(
+    replies = parser.add_mutually_exclusive_group()
+    replies.add_argument(
         "--reply-text",
         type=Path,
-        default=DEFAULT_REPLY_TEXT if DEFAULT_REPLY_TEXT.is_file() else None,
+        default=DEFAULT_REPLY_TEXT,
         help="replies are this text's consecutive passages, each one different, as a real "
         "model's are (compression depends on it)",
     )
-    add(
+    replies.add_argument(
         "--same-reply",
         action="store_true",
         help="every reply the same filler sentence (compresses far better than real text)",
@@ -1092,8 +1110,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     lengths = tuple(int(part) for part in args.reflex_lengths.split(",") if part.strip())
     if args.streams < 1 or args.requests < 1 or not lengths:
         parser.error("--streams, --requests and --reflex-lengths need positive values")
-    if args.reply_text is not None and not args.reply_text.is_file():
-        parser.error(f"--reply-text: no such file: {args.reply_text}")
+    if not args.same_reply and not args.reply_text.is_file():
+        parser.error(f"--reply-text: no such file: {args.reply_text} (or pass --same-reply)")
     return Options(
         streams=args.streams,
         requests=args.requests,

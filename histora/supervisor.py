@@ -1,25 +1,38 @@
-"""A clean stop for `reflex run --env prod` under gunicorn.
+"""A clean stop, and an honest exit status, for `reflex run --env prod` under gunicorn.
 
-`reflex run --env prod` starts gunicorn as a child process and waits for it, and it does
-not handle SIGTERM. So `docker stop` or systemd, which signal that process alone, would
-kill it (or, when it is a container's PID 1, see the signal ignored) and leave gunicorn
-and its workers running, or killed later without their shutdown: the replies in flight
-not saved as stopped, the local model server not stopped. rxconfig installs these
-handlers in that process, so a stop signal is passed on to gunicorn's master, which stops
-its workers gracefully, and `reflex run` exits when gunicorn has.
+`reflex run --env prod` starts gunicorn as a child process, waits for it and exits 0
+whatever gunicorn's status was, and it does not handle SIGTERM. So `docker stop` or
+systemd, which signal that process alone, would kill it (or, when it is a container's
+PID 1, see the signal ignored) and leave gunicorn and its workers running, or killed
+later without their shutdown; and a server that failed to start would look like one
+that was stopped on purpose, so no restart policy would start it again.
+
+rxconfig installs these handlers in that process only. A stop signal (SIGTERM, or
+SIGINT from a terminal or `kill -INT`) becomes a SIGTERM to gunicorn's master, which is
+gunicorn's graceful stop (its SIGINT is the quick one), and `reflex run` exits when
+gunicorn has. Before gunicorn has started, a stop signal ends the build's processes and
+`reflex run` at once. If `reflex run` ends without having been asked to stop, it exits
+with status 1.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 
 _PROC = Path("/proc")
+SERVER_PROGRAM = "gunicorn"
+# What `reflex run` exits with when its server ended by itself (crashed, or never booted).
+UNASKED_END_STATUS = 1
+
+_stop_requested = False
 
 
 def is_reflex_run_prod(argv: list[str]) -> bool:
@@ -27,57 +40,82 @@ def is_reflex_run_prod(argv: list[str]) -> bool:
 
     The development server keeps Reflex's own handling of Ctrl-C.
     """
-    if len(argv) < 2 or Path(argv[0]).name != "reflex" or argv[1] != "run":
+    if len(argv) < 2 or argv[1] != "run":
         return False
-    options = argv[2:]
-    return "--env=prod" in options or any(
-        option == "--env" and value == "prod" for option, value in itertools.pairwise(options)
-    )
+    program = Path(argv[0])
+    if program.name != "reflex" and program.parts[-2:] != ("reflex", "__main__.py"):
+        return False
+    options = [option.lower() for option in argv[2:]]
+    return "--env=prod" in options or ("--env", "prod") in itertools.pairwise(options)
+
+
+def _stat_fields(pid: str) -> list[str]:
+    """The fields after "pid (comm)" in /proc/<pid>/stat; comm may hold spaces and ")"."""
+    try:
+        return (_PROC / pid / "stat").read_text().rpartition(")")[2].split()
+    except OSError:  # the process ended while we looked
+        return []
 
 
 def child_pids(pid: int) -> list[int]:
-    """The live child processes of ``pid`` (from /proc; none where there is no /proc)."""
+    """The live (not yet exited) child processes of ``pid``, from /proc."""
     children: list[int] = []
-    for stat in _PROC.glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # the process ended while we looked
-            continue
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        fields = text.rpartition(")")[2].split()
-        if len(fields) > 1 and fields[0] != "Z" and int(fields[1]) == pid:
-            children.append(int(stat.parent.name))
+    for entry in _PROC.glob("[0-9]*"):
+        fields = _stat_fields(entry.name)
+        if len(fields) > 1 and fields[0] not in ("Z", "X") and int(fields[1]) == pid:
+            children.append(int(entry.name))
     return children
 
 
-def _signal_children(signum: int) -> bool:
-    """Send ``signum`` to this process's children; whether there were any."""
-    children = child_pids(os.getpid())
-    for child in children:
+def _is_server(pid: int) -> bool:
+    try:
+        command = (_PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(SERVER_PROGRAM.encode() in part for part in command)
+
+
+def _send(pids: list[int], signum: int) -> None:
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signum)
-    return bool(children)
+            os.kill(pid, signum)
 
 
-def _on_terminate(signum: int, frame: FrameType | None) -> None:
-    if _signal_children(signum):
+def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
+    global _stop_requested
+    _stop_requested = True
+    children = child_pids(os.getpid())
+    servers = [pid for pid in children if _is_server(pid)]
+    if servers:
+        _send(servers, signal.SIGTERM)
         return  # keep waiting: `reflex run` returns once the server has stopped
-    # Nothing to stop yet (still building): end as an unhandled SIGTERM would.
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
+    # Still building: stop whatever runs for the build, and end here. An exception rather
+    # than the default action, which a container's PID 1 would not get.
+    _send(children, signal.SIGTERM)
+    raise SystemExit(128 + signum)
 
 
-def _on_interrupt(signum: int, frame: FrameType | None) -> None:
-    # A terminal's Ctrl-C reaches gunicorn as well; `kill -INT` on this process does not.
-    # A second interrupt ends this process at once, as Python's default would.
-    signal.signal(signum, signal.default_int_handler)
-    if not _signal_children(signum):
-        raise KeyboardInterrupt
+def _fail_unless_stopped() -> None:
+    if _stop_requested:
+        return
+    sys.stderr.write(
+        f"histora: the server ended without being asked to stop; exiting {UNASKED_END_STATUS}\n"
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(UNASKED_END_STATUS)  # atexit cannot change the exit status otherwise
 
 
 def forward_stop_signals() -> None:
-    """Pass SIGTERM and SIGINT on to the child processes instead of dying of them."""
+    """Install the handlers (once; rxconfig may be read more than once)."""
     if sys.platform == "win32" or not _PROC.is_dir():
         return
-    signal.signal(signal.SIGTERM, _on_terminate)
-    signal.signal(signal.SIGINT, _on_interrupt)
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set handlers; Reflex reads its config there
+    if signal.getsignal(signal.SIGTERM) is _on_stop_signal:
+        return
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    # A SIGINT that was ignored (a background job) stays ignored.
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _on_stop_signal)
+    atexit.register(_fail_unless_stopped)

@@ -417,9 +417,10 @@ def filler_reply(tokens: int) -> str:
     return " ".join(words[i % len(words)] for i in range(tokens))
 
 
-def passages(text: str, tokens: int) -> tuple[str, ...]:
-    """``text`` cut into consecutive replies of exactly ``tokens`` tokens each."""
-    words = text.split()
+def passages(text: str, tokens: int, *, skip: int = 0) -> tuple[str, ...]:
+    """``text`` cut into consecutive replies of exactly ``tokens`` tokens each, after
+    its first ``skip`` words."""
+    words = text.split()[skip:]
     return tuple(
         " ".join(words[start : start + tokens])
         for start in range(0, len(words) - tokens + 1, tokens)
@@ -454,13 +455,16 @@ def main(argv: list[str] | None = None) -> int:
         help="a UTF-8 text file: each reply is its next passage of --reply-tokens tokens "
         "(default: the same filler sentence every time)",
     )
+    parser.add_argument(
+        "--reply-start", type=int, default=0, help="words of --reply-text to skip first"
+    )
     args = parser.parse_args(argv)
     if args.reply_tokens < 1:
         parser.error("--reply-tokens must be at least 1")
     replies: tuple[str, ...] = ()
     if args.reply_text is not None:
         with args.reply_text as source:
-            replies = passages(source.read(), args.reply_tokens)
+            replies = passages(source.read(), args.reply_tokens, skip=max(0, args.reply_start))
         if not replies:
             parser.error(f"{source.name} holds fewer than {args.reply_tokens} words")
     script = ModelScript(

@@ -113,7 +113,7 @@ def postgres_url() -> Iterator[str]:
 
 
 def _is_gunicorn(pid: int) -> bool:
-    return "gunicorn" in procfs.command_line(pid)
+    return any("gunicorn" in arg for arg in procfs.command_line(pid))
 
 
 @dataclass
@@ -210,7 +210,6 @@ def app(
         # Only HISTORA_* settings configure the app: its rxconfig must pass them on.
         if key not in ("REFLEX_REDIS_URL", "REFLEX_DB_URL", "REFLEX_ASYNC_DB_URL")
         and not key.startswith(("HISTORA_CHROMA", "HISTORA_OPENAI", "GRANIAN_", "GUNICORN_"))
-        and key != "WEB_CONCURRENCY"
     }
     env.update(
         {
@@ -245,7 +244,7 @@ def app(
             # No HISTORA_CHROMA_URL (filtered out above): with Redis set, the app runs its
             # own Chroma server over the data directory's path, on this loopback port.
             "HISTORA_CHROMA_LOCAL_PORT": str(chroma_port),
-            # The app's worker count with Redis is 2 x cores + 1 (rxconfig); fix it here.
+            # The app's worker count with Redis is 2 x cores + 1 (gunicorn.conf.py); fix it.
             "WEB_CONCURRENCY": str(WORKERS),
         }
     )

@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from sqlalchemy import create_engine, text
 
+from histora.db import sync_database_url
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.multiworker import procfs
 from tests.multiworker.conftest import (
@@ -372,16 +374,60 @@ def test_every_worker_searches_vectors_added_after_it_opened_them(app: RunningAp
     assert all("ships.txt" in names for names in found.values()), (ingester, found)
 
 
-def test_stopping_the_app_leaves_no_process_behind(app: RunningApp) -> None:
+def _start_long_reply(app: RunningApp, headers: dict[str, str]) -> tuple[httpx.Client, str]:
+    """A REST reply streaming when this returns: (its open client, the session's id)."""
+    client = httpx.Client(base_url=f"{app.url}/api/v1", headers=headers, timeout=120)
+    created = client.post("/chat/sessions", json={"character_id": "socrates"})
+    assert created.status_code == 201, created.text
+    session_id = created.json()["id"]
+    question = "Tell me at great length, step by step, how you examine a man's beliefs."
+    request = client.build_request(
+        "POST", f"/chat/sessions/{session_id}/messages", json={"content": question}
+    )
+    response = client.send(request, stream=True)
+    assert response.status_code == 200, response.read()
+    for line in response.iter_lines():
+        if line == "event: delta":
+            return client, session_id
+    raise AssertionError("the reply ended before its first token")
+
+
+def _saved_messages(database_url: str, session_id: str) -> list[tuple[str, str, str]]:
+    engine = create_engine(sync_database_url(database_url))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT role, status, content FROM chat_messages "
+                    "WHERE session_id = :id ORDER BY created_at"
+                ),
+                {"id": uuid.UUID(session_id)},
+            )
+            return [(row.role, row.status, row.content) for row in rows]
+    finally:
+        engine.dispose()
+
+
+def test_stopping_the_app_leaves_no_process_behind(app: RunningApp, postgres_url: str) -> None:
     started = procfs.descendants(app.pid)
     workers = app.worker_pids()
     assert len(workers) == WORKERS
     assert any(procfs.program_name(pid) == "llama-server" for pid in started)
     assert _chroma_servers(app)
+    client, session_id = _start_long_reply(app, _admin_headers(app))
 
-    exit_code = stop_app(app)
+    try:
+        exit_code = stop_app(app)
+    finally:
+        client.close()
 
     assert exit_code == 0, f"the app did not stop cleanly ({exit_code}):\n{app.log_tail()}"
+    # The reply in flight was saved, finished or cut short, not left half-written. (The
+    # model server may stop before the worker streaming from it: then it failed.)
+    (question, reply) = _saved_messages(postgres_url, session_id)
+    assert question[:2] == ("user", "complete")
+    assert reply[0] == "assistant" and reply[1] in ("complete", "stopped", "failed"), reply
+    assert reply[2], "the partial reply was kept"
     assert [pid for pid in started if procfs.is_running(pid)] == []
     assert procfs.processes_with_argument("--port", str(app.model_port)) == []
     assert procfs.processes_with_argument("--port", str(app.chroma_port)) == []

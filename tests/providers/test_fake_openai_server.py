@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from histora.testing import fake_openai_server
 from histora.testing.fake_openai_server import (
     FakeOpenAIServer,
     ModelScript,
@@ -39,11 +40,15 @@ async def test_each_request_gets_the_next_reply_in_turn() -> None:
 
 
 def test_a_reply_text_too_short_for_one_reply_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = tmp_path / "short.txt"
     source.write_text("only four words here", encoding="utf-8")
 
+    def serve_instead(*args: object) -> None:
+        raise AssertionError("the server started")  # instead of serving until interrupted
+
+    monkeypatch.setattr(fake_openai_server.asyncio, "run", serve_instead)
     with pytest.raises(SystemExit) as exited:
         main(["--reply-text", str(source), "--reply-tokens", "5"])
 

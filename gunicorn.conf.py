@@ -1,0 +1,35 @@
+"""Settings for the gunicorn that `reflex run --env prod` starts (rxconfig.py chooses it
+over Granian); gunicorn reads this file from the working directory. Options passed in
+GUNICORN_CMD_ARGS still win over these."""
+
+import os
+from typing import Any
+
+from histora.settings import get_settings
+
+# Several workers only when the Reflex state lives in Redis: with in-memory state, a
+# browser whose reconnection lands on another worker would lose its page. With Redis,
+# Reflex's own rule (2 x cores + 1, at most 8), or WEB_CONCURRENCY when it is set.
+if get_settings().redis_url:
+    workers = int(os.environ.get("WEB_CONCURRENCY") or min((os.cpu_count() or 1) * 2 + 1, 8))
+else:
+    workers = 1
+
+# On SIGTERM a worker stops taking connections, closes the websockets, lets the REST
+# streams in flight finish for up to STREAMS_GRACE_SECONDS, then cancels them (the
+# replies are saved as stopped) and runs the app's shutdown (the local model and Chroma
+# servers stop, up to 10 s each). gunicorn kills a worker still running graceful_timeout
+# seconds after the stop, so the shutdown must fit in it; the host must allow as long
+# (docker stop -t, compose stop_grace_period).
+STREAMS_GRACE_SECONDS = 5
+graceful_timeout = 30
+
+
+def post_worker_init(worker: Any) -> None:
+    # uvicorn's worker leaves its own grace unbounded: streams would hold the shutdown.
+    worker.config.timeout_graceful_shutdown = STREAMS_GRACE_SECONDS
+
+
+# No runtime control socket: nothing here uses gunicornc, and its default path is one per
+# user ($XDG_RUNTIME_DIR or $HOME/.gunicorn), which a second app on the machine takes over.
+control_socket_disable = True
