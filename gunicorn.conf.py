@@ -3,9 +3,11 @@ over Granian); gunicorn reads this file from the working directory. Options pass
 GUNICORN_CMD_ARGS still win over these."""
 
 import os
+import signal
 from typing import Any
 
 from histora.settings import get_settings
+from histora.supervisor import die_with_parent
 
 # Several workers only when the Reflex state lives in Redis: with in-memory state, a
 # browser whose reconnection lands on another worker would lose its page. With Redis,
@@ -25,9 +27,20 @@ STREAMS_GRACE_SECONDS = 5
 graceful_timeout = 30
 
 
+def on_starting(server: Any) -> None:
+    # If `reflex run` is killed outright (SIGKILL, OOM), gunicorn stops gracefully instead
+    # of serving on as an orphan that holds the port.
+    die_with_parent(signal.SIGTERM)
+
+
 def post_worker_init(worker: Any) -> None:
     # uvicorn's worker leaves its own grace unbounded: streams would hold the shutdown.
     worker.config.timeout_graceful_shutdown = STREAMS_GRACE_SECONDS
+    # Likewise a worker whose master is killed: uvicorn workers never check their parent,
+    # and would serve on, keeping the local model server too. On SIGTERM they shut down.
+    die_with_parent(signal.SIGTERM)
+    if os.getppid() != worker.ppid:  # the master ended before that took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 # No runtime control socket: nothing here uses gunicornc, and its default path is one per

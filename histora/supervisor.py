@@ -13,12 +13,16 @@ gunicorn's graceful stop (its SIGINT is the quick one), and `reflex run` exits w
 gunicorn has. Before gunicorn has started, a stop signal ends the build's processes and
 `reflex run` at once. If `reflex run` ends without having been asked to stop, it exits
 with status 1.
+
+``die_with_parent`` covers the opposite case, a parent killed outright: gunicorn.conf.py
+has gunicorn's master and workers, and the local servers have themselves, stopped then.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import itertools
 import os
 import signal
@@ -33,6 +37,14 @@ SERVER_PROGRAM = "gunicorn"
 UNASKED_END_STATUS = 1
 
 _stop_requested = False
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> None:
+    """Have Linux send ``signum`` to this process when its parent ends (strictly: the
+    parent's thread that started it), so a killed parent leaves no orphan behind."""
+    if sys.platform == "linux":
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
 
 
 def is_reflex_run_prod(argv: list[str]) -> bool:

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import errno
-import signal
 import socket
 import subprocess
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,18 +22,12 @@ import structlog
 from filelock import FileLock, Timeout
 
 from histora.errors import ConfigurationError
+from histora.supervisor import die_with_parent
 
 log = structlog.get_logger(__name__)
 
 # A server that keeps dying right after a restart is retried at doubling intervals.
 MAX_RESTART_BACKOFF_SECONDS = 60.0
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: no orphaned server if the app is killed."""
-    if sys.platform == "linux":
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def port_is_listening(host: str, port: int) -> bool:
@@ -176,7 +167,8 @@ class LocalServer(ABC):
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
-                preexec_fn=_die_with_parent,
+                # In the child before exec: no orphaned server if the app is killed.
+                preexec_fn=die_with_parent,
             )
         return self._process
 
