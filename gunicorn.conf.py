@@ -7,15 +7,12 @@ import signal
 from typing import Any
 
 from histora.settings import get_settings
-from histora.supervisor import die_with_parent
+from histora.supervisor import die_with_parent, usable_cpus, web_workers
 
-# Several workers only when the Reflex state lives in Redis: with in-memory state, a
-# browser whose reconnection lands on another worker would lose its page. With Redis,
-# Reflex's own rule (2 x cores + 1, at most 8), or WEB_CONCURRENCY when it is set.
-if get_settings().redis_url:
-    workers = int(os.environ.get("WEB_CONCURRENCY") or min((os.cpu_count() or 1) * 2 + 1, 8))
-else:
-    workers = 1
+# One worker without Redis; with it, WEB_CONCURRENCY or 2 x the usable cores + 1, at most 8.
+workers = web_workers(
+    shared_state=bool(get_settings().redis_url), environ=os.environ, cpus=usable_cpus()
+)
 
 # On SIGTERM a worker stops taking connections, closes the websockets, lets the REST
 # streams in flight finish for up to STREAMS_GRACE_SECONDS, then cancels them (the

@@ -7,7 +7,7 @@ import reflex as rx
 
 from histora.db import async_database_url, prepare_sqlite_file, sync_database_url
 from histora.settings import get_settings
-from histora.supervisor import forward_stop_signals, is_reflex_run_prod
+from histora.supervisor import forward_stop_signals, is_reflex_run_prod, web_concurrency
 
 _settings = get_settings()
 
@@ -17,6 +17,7 @@ _settings = get_settings()
 # has no websocket compression. `reflex run` then waits for gunicorn as a child process;
 # histora.supervisor passes stop signals on to it.
 os.environ.setdefault("REFLEX_USE_GRANIAN", "false")
+web_concurrency(os.environ)  # a bad value stops here, with a clear message
 if is_reflex_run_prod(sys.argv):
     forward_stop_signals()
 

@@ -24,10 +24,12 @@ import atexit
 import contextlib
 import ctypes
 import itertools
+import math
 import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -131,3 +133,66 @@ def forward_stop_signals() -> None:
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, _on_stop_signal)
     atexit.register(_fail_unless_stopped)
+
+
+# Reflex's own rule for the number of workers: 2 x cores + 1, at most 8.
+MAX_DEFAULT_WORKERS = 8
+_CGROUP = Path("/sys/fs/cgroup")
+
+
+def _cpu_quota(cgroup: Path) -> float | None:
+    """A container's CPU limit in CPUs (``docker run --cpus``, Kubernetes limits), if any."""
+    try:  # cgroup v2: "max 100000", or "<quota> <period>"
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" or int(period) <= 0 else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1: a quota of -1 means none
+        quota_us = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def usable_cpus(cgroup: Path = _CGROUP) -> int:
+    """The CPUs this process may run on, capped by its container's CPU limit (rounded up).
+
+    ``os.cpu_count()`` counts the host's: in a container limited to one CPU on a large
+    host it would size the server for all of them, a worker (a whole app) per core.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    quota = _cpu_quota(cgroup)
+    return cpus if quota is None else max(1, min(cpus, math.ceil(quota)))
+
+
+def web_workers(*, shared_state: bool, environ: Mapping[str, str], cpus: int) -> int:
+    """How many server workers to run.
+
+    Several only when the Reflex state is shared (Redis): with in-memory state, a browser
+    whose reconnection lands on another worker would lose its page. Then WEB_CONCURRENCY,
+    or Reflex's rule (2 x cores + 1, at most 8).
+    """
+    asked = web_concurrency(environ)
+    if not shared_state:
+        if asked is not None and asked > 1:
+            sys.stderr.write(
+                "histora: WEB_CONCURRENCY asks for several workers, which need HISTORA_REDIS_URL; "
+                "running one.\n"
+            )
+        return 1
+    return asked if asked is not None else min(cpus * 2 + 1, MAX_DEFAULT_WORKERS)
+
+
+def web_concurrency(environ: Mapping[str, str]) -> int | None:
+    """WEB_CONCURRENCY, checked: gunicorn itself reads it on import, and answers a bad
+    value with a traceback, so rxconfig checks it before `reflex run` starts gunicorn."""
+    raw = environ.get("WEB_CONCURRENCY", "").strip()
+    if not raw:
+        return None
+    if not raw.isdecimal() or int(raw) < 1:
+        raise SystemExit(
+            f"WEB_CONCURRENCY must be a whole number of workers, 1 or more; not {raw!r}."
+        )
+    return int(raw)
