@@ -24,10 +24,17 @@ STREAMS_GRACE_SECONDS = 5
 graceful_timeout = 30
 
 
+# Who started gunicorn (`reflex run`): this file is read before the app is loaded.
+LAUNCHER = os.getppid()
+
+
 def on_starting(server: Any) -> None:
-    # If `reflex run` is killed outright (SIGKILL, OOM), gunicorn stops gracefully instead
-    # of serving on as an orphan that holds the port.
+    # If `reflex run` is killed outright (SIGKILL), gunicorn stops gracefully instead of
+    # serving on as an orphan that holds the port. Set only now, after the app has been
+    # loaded (--preload, a few seconds): a launcher gone by now means no start at all.
     die_with_parent(signal.SIGTERM)
+    if os.getppid() != LAUNCHER:
+        raise SystemExit("histora: the process that started gunicorn has ended; not serving.")
 
 
 def post_worker_init(worker: Any) -> None:

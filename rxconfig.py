@@ -17,8 +17,8 @@ _settings = get_settings()
 # has no websocket compression. `reflex run` then waits for gunicorn as a child process;
 # histora.supervisor passes stop signals on to it.
 os.environ.setdefault("REFLEX_USE_GRANIAN", "false")
-web_concurrency(os.environ)  # a bad value stops here, with a clear message
 if is_reflex_run_prod(sys.argv):
+    web_concurrency(os.environ)  # a bad value stops here, before the build
     forward_stop_signals()
 
 # Reflex inspects the database before the app starts; give a fresh SQLite file a home.

@@ -42,11 +42,24 @@ _stop_requested = False
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def die_with_parent(signum: int = signal.SIGTERM) -> None:
+def _load_libc() -> ctypes.CDLL | None:
+    if sys.platform != "linux":
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)  # the C library the process runs on
+    except OSError:
+        return None
+
+
+# Loaded once, here: die_with_parent also runs between fork and exec.
+_LIBC = _load_libc()
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> bool:
     """Have Linux send ``signum`` to this process when its parent ends (strictly: the
-    parent's thread that started it), so a killed parent leaves no orphan behind."""
-    if sys.platform == "linux":
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
+    parent's thread that started it), so a killed parent leaves no orphan behind.
+    Returns whether that is now set."""
+    return _LIBC is not None and _LIBC.prctl(_PR_SET_PDEATHSIG, signum) == 0
 
 
 def is_reflex_run_prod(argv: list[str]) -> bool:
@@ -137,34 +150,72 @@ def forward_stop_signals() -> None:
 
 # Reflex's own rule for the number of workers: 2 x cores + 1, at most 8.
 MAX_DEFAULT_WORKERS = 8
-_CGROUP = Path("/sys/fs/cgroup")
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+_OWN_CGROUP = Path("/proc/self/cgroup")
 
 
-def _cpu_quota(cgroup: Path) -> float | None:
-    """A container's CPU limit in CPUs (``docker run --cpus``, Kubernetes limits), if any."""
-    try:  # cgroup v2: "max 100000", or "<quota> <period>"
-        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+def _cgroup_dirs(mount: Path, path: str) -> list[Path]:
+    """The process's cgroup directory under ``mount``, then each parent up to ``mount``.
+
+    A limit on any of them binds. Without a cgroup namespace the path may be the host's
+    view, missing here; the mount itself is then the container's own cgroup.
+    """
+    parts = [part for part in path.split("/") if part]
+    if ".." in parts:
+        parts = []
+    return [mount.joinpath(*parts[:depth]) for depth in range(len(parts), -1, -1)]
+
+
+def _v2_limit(directory: Path) -> float | None:
+    try:  # "max 100000", or "<quota> <period>"
+        quota, period = (directory / "cpu.max").read_text().split()[:2]
         return None if quota == "max" or int(period) <= 0 else int(quota) / int(period)
     except (OSError, ValueError):
-        pass
-    try:  # cgroup v1: a quota of -1 means none
-        quota_us = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
-        period_us = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+        return None
+
+
+def _v1_limit(directory: Path) -> float | None:
+    try:  # a quota of -1 means none
+        quota_us = int((directory / "cpu.cfs_quota_us").read_text())
+        period_us = int((directory / "cpu.cfs_period_us").read_text())
     except (OSError, ValueError):
         return None
     return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
-def usable_cpus(cgroup: Path = _CGROUP) -> int:
-    """The CPUs this process may run on, capped by its container's CPU limit (rounded up).
+def _cpu_limit(root: Path, own_cgroup: Path) -> float | None:
+    """The tightest CPU limit on this process, in CPUs (``docker run --cpus``, Kubernetes
+    limits, systemd ``CPUQuota=``), from cgroup v2 or v1; None when there is none."""
+    v2_path = v1_path = "/"
+    try:
+        lines = own_cgroup.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:  # "0::/path" (v2), "4:cpu,cpuacct:/path" (v1)
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        if not fields[1]:
+            v2_path = fields[2]
+        elif "cpu" in fields[1].split(","):
+            v1_path = fields[2]
+    limits = [_v2_limit(directory) for directory in _cgroup_dirs(root, v2_path)]
+    for mount in (root / "cpu", root / "cpu,cpuacct"):
+        limits += [_v1_limit(directory) for directory in _cgroup_dirs(mount, v1_path)]
+    found = [limit for limit in limits if limit is not None]
+    return min(found) if found else None
+
+
+def usable_cpus(root: Path = _CGROUP_ROOT, own_cgroup: Path = _OWN_CGROUP) -> int:
+    """The CPUs this process may run on, capped by its CPU limit (rounded up).
 
     ``os.cpu_count()`` counts the host's: in a container limited to one CPU on a large
     host it would size the server for all of them, a worker (a whole app) per core.
     """
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cpus = cpus or 1
-    quota = _cpu_quota(cgroup)
-    return cpus if quota is None else max(1, min(cpus, math.ceil(quota)))
+    limit = _cpu_limit(root, own_cgroup)
+    return cpus if limit is None else max(1, min(cpus, math.ceil(limit)))
 
 
 def web_workers(*, shared_state: bool, environ: Mapping[str, str], cpus: int) -> int:
