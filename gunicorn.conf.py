@@ -7,7 +7,8 @@ import signal
 from typing import Any
 
 from histora.settings import get_settings
-from histora.supervisor import die_with_parent, usable_cpus, web_workers
+from histora.supervisor import die_with_parent
+from histora.worker_sizing import usable_cpus, web_workers
 
 # One worker without Redis; with it, WEB_CONCURRENCY or 2 x the usable cores + 1, at most 8.
 workers = web_workers(

@@ -7,7 +7,8 @@ import reflex as rx
 
 from histora.db import async_database_url, prepare_sqlite_file, sync_database_url
 from histora.settings import get_settings
-from histora.supervisor import forward_stop_signals, is_reflex_run_prod, web_concurrency
+from histora.supervisor import forward_stop_signals, is_reflex_run_prod
+from histora.worker_sizing import web_concurrency
 
 _settings = get_settings()
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from histora.supervisor import MAX_DEFAULT_WORKERS, child_pids, usable_cpus, web_workers
+from histora.procfs import child_pids, is_running
+from histora.worker_sizing import MAX_DEFAULT_WORKERS, usable_cpus, web_workers
 from tests.support import free_port
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="parent-death signals are Linux's")
@@ -53,17 +54,9 @@ APP = textwrap.dedent(
 )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 def _wait_gone(pids: list[int]) -> list[int]:
     deadline = time.monotonic() + STOP_SECONDS
-    while (alive := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+    while (alive := [pid for pid in pids if is_running(pid)]) and time.monotonic() < deadline:
         time.sleep(0.1)
     return alive
 
@@ -231,6 +224,15 @@ def test_the_number_of_workers(
     shared_state: bool, environ: dict[str, str], cpus: int, expected: int
 ) -> None:
     assert web_workers(shared_state=shared_state, environ=environ, cpus=cpus) == expected
+
+
+def test_several_workers_asked_for_without_redis_are_refused_out_loud(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert web_workers(shared_state=False, environ={"WEB_CONCURRENCY": "4"}, cpus=4) == 1
+    assert "need HISTORA_REDIS_URL; running one" in capsys.readouterr().err
+    assert web_workers(shared_state=False, environ={"WEB_CONCURRENCY": "1"}, cpus=4) == 1
+    assert capsys.readouterr().err == ""
 
 
 def _cgroup(tmp_path: Path, files: dict[str, str]) -> Path:

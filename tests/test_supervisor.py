@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from histora.supervisor import UNASKED_END_STATUS, child_pids, is_reflex_run_prod
+from histora.procfs import child_pids
+from histora.supervisor import UNASKED_END_STATUS, is_reflex_run_prod
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
 

@@ -136,9 +136,9 @@ class RunningApp:
         supervisor (`reflex run`) starts, leaving out the servers a worker starts."""
         return [
             worker
-            for master in procfs.children(self.pid)
+            for master in procfs.child_pids(self.pid)
             if _is_gunicorn(master)
-            for worker in procfs.children(master)
+            for worker in procfs.child_pids(master)
             if _is_gunicorn(worker)
         ]
 

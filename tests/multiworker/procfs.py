@@ -1,8 +1,8 @@
 """What the kernel knows about the running app, read from /proc (Linux; no psutil here).
 
 The tests use it to see the app from outside, exposing nothing new in the product:
-which processes exist, which worker accepted a given TCP connection, and which
-process holds a file lock.
+which processes exist (histora.procfs, which the product's supervisor uses too), which
+worker accepted a given TCP connection, and which process holds a file lock.
 """
 
 from __future__ import annotations
@@ -10,52 +10,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROC = Path("/proc")
+from histora.procfs import PROC, child_pids, command_line, is_running
+
+__all__ = ["child_pids", "command_line", "is_running"]  # the rest of the tests use them from here
+
 _TCP_TABLES = (PROC / "net" / "tcp", PROC / "net" / "tcp6")
 _TCP_ESTABLISHED = "01"
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        text = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-    return text.rsplit(")", 1)[1].split()
-
-
-def is_running(pid: int) -> bool:
-    """Alive and not a zombie waiting to be reaped."""
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] not in ("Z", "X")
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
-            if fields is not None and int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return sorted(found)
 
 
 def descendants(pid: int) -> list[int]:
     found: list[int] = []
     pending = [pid]
     while pending:
-        for child in children(pending.pop()):
+        for child in child_pids(pending.pop()):
             found.append(child)
             pending.append(child)
     return sorted(found)
-
-
-def command_line(pid: int) -> list[str]:
-    try:
-        raw = (PROC / str(pid) / "cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
 def program_name(pid: int) -> str:

@@ -302,14 +302,14 @@ def _single_instance_pids(app: RunningApp) -> tuple[int, int]:
     assert procfs.processes_with_argument("--port", str(app.model_port)) == servers
     model_holders = procfs.flock_holders(app.data_dir / "local-model.lock")
     assert model_holders <= set(workers) and len(model_holders) == 1, model_holders
-    assert procfs.children(model_holders.pop()) == servers
+    assert procfs.child_pids(model_holders.pop()) == servers
     chroma = _chroma_servers(app)
     assert len(chroma) == 1, chroma
     assert procfs.processes_with_argument("run", "--port", str(app.chroma_port)) == chroma
     assert str(app.data_dir / "chroma") in procfs.command_line(chroma[0])
     chroma_holders = procfs.flock_holders(app.data_dir / "local-chroma.lock")
     assert chroma_holders <= set(workers) and len(chroma_holders) == 1, chroma_holders
-    assert chroma[0] in procfs.children(chroma_holders.pop())
+    assert chroma[0] in procfs.child_pids(chroma_holders.pop())
     assert app.log().count('"event": "local_chroma.managed_elsewhere"') == WORKERS - 1
     ingest_holders = procfs.flock_holders(app.data_dir / "ingest-worker.lock")
     assert ingest_holders <= set(workers) and len(ingest_holders) == 1, ingest_holders

@@ -27,6 +27,12 @@ def test_passages_are_consecutive_and_exactly_as_long_as_asked() -> None:
     assert passages("too short", 3) == ()
 
 
+def test_passages_can_start_further_into_the_text() -> None:
+    text = "one two three four five six seven"
+    assert passages(text, 2, skip=3) == ("four five", "six seven")
+    assert passages(text, 2, skip=7) == ()
+
+
 async def test_each_request_gets_the_next_reply_in_turn() -> None:
     server = FakeOpenAIServer({"m": ModelScript(reply="unused", replies=("first", "second"))})
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
