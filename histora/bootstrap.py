@@ -7,11 +7,12 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
-from filelock import AsyncFileLock, FileLock, Timeout
+from filelock import AsyncFileLock, FileLock
 
 from histora import deps
 from histora.errors import ConfigurationError, InvalidInputError
 from histora.log_config import configure_logging
+from histora.machine_lock import acquire_when_free, try_acquire
 from histora.migrations import upgrade_to_head
 from histora.providers.identity import check_emulator_safety
 from histora.providers.vector_store import VectorStore
@@ -74,23 +75,25 @@ async def ingestion_worker(container: deps.Container) -> AsyncIterator[None]:
     settings = container.settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(settings.data_dir / "ingest-worker.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
+    owner = try_acquire(lock)
+    if not owner:
         log.info("ingest.worker_elsewhere")
-        yield
-        return
-    task = asyncio.create_task(_run_ingestion(container), name="histora-ingestion")
+    task = asyncio.create_task(_run_ingestion(container, lock, owner), name="histora-ingestion")
     try:
         yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        lock.release()
+        if lock.is_locked:
+            lock.release()
 
 
-async def _run_ingestion(container: deps.Container) -> None:
+async def _run_ingestion(container: deps.Container, lock: FileLock, owner: bool) -> None:
+    if not owner:
+        # The loop's worker may go (gunicorn replaces it): then the loop runs here.
+        await acquire_when_free(lock)
+        log.info("ingest.worker_taking_over")
     if container.settings.resolved_chroma_url:
         # A Chroma server (the managed one may still be starting, maybe in another
         # worker): claim no document before it answers, or the document would fail.

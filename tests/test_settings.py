@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from histora.deps import Container
 from histora.errors import ConfigurationError
+from histora.providers.local_model import local_model_spec
 from histora.settings import Settings
 
 
@@ -108,3 +111,41 @@ def test_reflex_is_told_the_origin_of_the_port_it_serves_on(tmp_path: Path) -> N
     )
     origins = result.stdout.strip().splitlines()[-1].split(",")
     assert "http://localhost:3300" in origins and "http://127.0.0.1:3300" in origins
+
+
+def test_local_model_is_asked_with_its_repetition_settings(tmp_path: Path) -> None:
+    spec = local_model_spec(
+        _settings(tmp_path, local_model_repeat_penalty=1.2, local_model_dry_multiplier=0.5)
+    )
+    assert dict(spec.extra_sampling) == {"repeat_penalty": 1.2, "dry_multiplier": 0.5}
+    assert spec.sampling()["repeat_penalty"] == 1.2
+
+
+def test_remote_chain_gets_the_penalty_settings(tmp_path: Path) -> None:
+    settings = _settings(
+        tmp_path,
+        openai_api_key="sk-test",
+        chat_models="a,b",
+        model_frequency_penalty=0.3,
+        model_presence_penalty=0.1,
+    )
+    chain = Container(settings).chat_model.models
+    assert [(m.name, m.frequency_penalty, m.presence_penalty) for m in chain] == [
+        ("a", 0.3, 0.1),
+        ("b", 0.3, 0.1),
+    ]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"local_model_repeat_penalty": 0.9},
+        {"local_model_dry_multiplier": -1},
+        {"model_frequency_penalty": 2.5},
+    ],
+)
+def test_out_of_range_sampling_settings_are_refused(
+    tmp_path: Path, values: dict[str, float]
+) -> None:
+    with pytest.raises(ValidationError):
+        _settings(tmp_path, **values)

@@ -430,8 +430,7 @@ class OpenAICompatibleChatModel:
                         "messages": messages,
                         "stream": True,
                         "stream_options": {"include_usage": True},
-                        "temperature": spec.temperature,
-                        "max_tokens": max_tokens or spec.max_tokens,
+                        **spec.sampling(max_tokens),
                     },
                     # Bearer auth only, as chat.completions.create asks for.
                     options={
@@ -473,9 +472,9 @@ class OpenAICompatibleChatModel:
                     model=spec.name,
                     messages=messages,
                     stream=False,
-                    temperature=spec.temperature,
-                    max_tokens=max_tokens or spec.max_tokens,
                     timeout=spec.total_timeout_seconds,
+                    # The same sampling as the stream's, spelled out in the JSON body.
+                    extra_body=spec.sampling(max_tokens),
                 )
         except _PROVIDER_ERRORS as exc:
             timeout_detail = f"no reply within {spec.total_timeout_seconds:g} s"

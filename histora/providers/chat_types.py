@@ -16,6 +16,21 @@ class PromptMessage:
     content: str
 
 
+# Set from a spec's own fields or by the request itself, never by extra_sampling.
+_REQUEST_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "temperature",
+        "max_tokens",
+        "frequency_penalty",
+        "presence_penalty",
+    }
+)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One model of the fallback chain and its generation settings."""
@@ -26,6 +41,31 @@ class ModelSpec:
     context_window: int = 8192
     first_token_timeout_seconds: float = 30.0
     total_timeout_seconds: float = 120.0
+    # OpenAI's penalties on tokens already in the reply; None leaves the model's default.
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    # Sampling options outside the OpenAI API that this model's server understands, sent
+    # as given: llama.cpp's repeat_penalty or dry_multiplier, OpenRouter's
+    # repetition_penalty. A tuple of pairs keeps the spec hashable.
+    extra_sampling: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        clashes = sorted(_REQUEST_FIELDS.intersection(name for name, _ in self.extra_sampling))
+        if clashes:
+            raise ValueError(f"extra_sampling cannot set {', '.join(clashes)}")
+
+    def sampling(self, max_tokens: int | None = None) -> dict[str, float | int]:
+        """The request's sampling parameters, as the chat completions body spells them."""
+        params: dict[str, float | int] = {
+            "temperature": self.temperature,
+            "max_tokens": max_tokens or self.max_tokens,
+        }
+        if self.frequency_penalty is not None:
+            params["frequency_penalty"] = self.frequency_penalty
+        if self.presence_penalty is not None:
+            params["presence_penalty"] = self.presence_penalty
+        params.update(self.extra_sampling)
+        return params
 
 
 @dataclass(frozen=True)

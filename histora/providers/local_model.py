@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import httpx
+
+from histora.providers.chat_types import ModelSpec
 from histora.providers.local_server import LocalServer
 from histora.settings import Settings
 
@@ -17,6 +20,24 @@ LLAMA_SERVER_VERSION = "0.3.36"
 WEIGHTS_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2"
 SETUP_HINT = "run ./scripts/setup.sh to install it"
+
+
+def local_model_spec(settings: Settings) -> ModelSpec:
+    """How the app asks the local model for a reply."""
+    return ModelSpec(
+        name=MODEL_ALIAS,
+        temperature=0.7,
+        max_tokens=384,
+        # llama-server splits its context evenly across its 2 parallel slots.
+        context_window=settings.local_model_context // 2,
+        first_token_timeout_seconds=settings.model_first_token_timeout_seconds,
+        total_timeout_seconds=settings.model_timeout_seconds,
+        # The small model loops without these (bench/local_model_loops.py measures it).
+        extra_sampling=(
+            ("repeat_penalty", settings.local_model_repeat_penalty),
+            ("dry_multiplier", settings.local_model_dry_multiplier),
+        ),
+    )
 
 
 def default_binary(settings: Settings) -> Path:
@@ -35,6 +56,9 @@ class LocalModelServer(LocalServer):
     """Owns the llama-server process: start, health-check, restart, stop."""
 
     event = "local_model"
+    # Long enough for a whole reply from another worker (384 tokens at a shared slot's
+    # 40-60 a second); within gunicorn's 30 s graceful stop after uvicorn's own 5 s.
+    drain_seconds = 12.0
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(
@@ -60,6 +84,20 @@ class LocalModelServer(LocalServer):
         if self.weights is None or not self.weights.is_file():
             return f"local model weights ({WEIGHTS_FILE}) not installed: {SETUP_HINT}"
         return None
+
+    async def _in_use(self) -> bool:
+        # llama-server lists its parallel slots: one still processing is a reply in
+        # progress, this worker's or another's. Unknown counts as idle, so a server
+        # that cannot tell never holds up a stop.
+        try:
+            async with httpx.AsyncClient(timeout=1.0) as client:
+                response = await client.get(f"http://{self.host}:{self.port}/slots")
+            slots = response.json() if response.status_code == 200 else []
+        except (httpx.HTTPError, ValueError):
+            return False
+        return isinstance(slots, list) and any(
+            isinstance(slot, dict) and slot.get("is_processing") for slot in slots
+        )
 
     def _command(self) -> list[str]:
         return [

@@ -2,7 +2,9 @@
 
 The embedded model server and the managed Chroma server share this: whichever worker
 takes the file lock spawns the process, checks its health, restarts it if it dies and
-stops it on shutdown; the other workers only connect to it.
+stops it on shutdown; the other workers connect to it, and keep asking for the lock, so
+that when the owner goes (restarted by gunicorn, or crashed) another worker runs the
+server. The owner lets requests from other workers finish before it stops the server.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import ClassVar
 
 import httpx
 import structlog
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 from histora.errors import ConfigurationError
+from histora.machine_lock import TAKEOVER_INTERVAL_SECONDS, acquire_when_free, try_acquire
 from histora.supervisor import die_with_parent
 
 log = structlog.get_logger(__name__)
@@ -54,6 +57,8 @@ class LocalServer(ABC):
     # Set for a server that must be this app's own (it holds data): a listener already on
     # its port is an error naming this setting, where a shareable server would be reused.
     port_setting: ClassVar[str | None] = None
+    # How long stop() lets a server still answering other workers finish (see _in_use).
+    drain_seconds: ClassVar[float] = 0.0
 
     def __init__(
         self,
@@ -66,6 +71,8 @@ class LocalServer(ABC):
         # A check is one waitpid, so it is cheap to look often: a server that died is
         # restarted about a second later, and a user's retry soon finds it back.
         supervise_interval: float = 1.0,
+        # How often a worker without the lock asks for it again.
+        takeover_interval: float = TAKEOVER_INTERVAL_SECONDS,
     ) -> None:
         self.host = host
         self.port = port
@@ -73,6 +80,7 @@ class LocalServer(ABC):
         self.log_path = log_path
         self.lock_path = lock_path
         self.supervise_interval = supervise_interval
+        self.takeover_interval = takeover_interval
         # How long a previous server (a restarted worker's) may take to free the port.
         self.port_release_seconds = 10.0
         self._process: subprocess.Popen[bytes] | None = None
@@ -172,10 +180,26 @@ class LocalServer(ABC):
             )
         return self._process
 
+    async def _in_use(self) -> bool:
+        """Whether the server is still answering a request (another worker's, say)."""
+        return False
+
+    async def _drain(self, process: subprocess.Popen[bytes]) -> None:
+        """Wait, up to drain_seconds, for the server to finish what it is answering."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain_seconds
+        while process.poll() is None and await self._in_use():
+            if loop.time() >= deadline:
+                log.warning(f"{self.event}.stopped_busy", waited=self.drain_seconds)
+                return
+            await asyncio.sleep(0.2)
+
     async def stop(self) -> None:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
+        if self.drain_seconds > 0:
+            await self._drain(process)
         process.terminate()
         try:
             await asyncio.to_thread(process.wait, 10)
@@ -184,11 +208,12 @@ class LocalServer(ABC):
             await asyncio.to_thread(process.wait)
         log.info(f"{self.event}.stopped")
 
-    async def supervise(self, interval: float | None = None) -> None:
+    async def supervise(self, interval: float | None = None, *, failing: bool = False) -> None:
         """Restart the server if it dies; one that keeps dying, or cannot be started
-        again (its port taken, say), is retried less and less often."""
+        again (its port taken, say), is retried less and less often. ``failing``: the
+        server is not running yet although it should be; start it at the first look."""
         every = self.supervise_interval if interval is None else interval
-        wait, failing = every, False
+        wait = every
         while True:
             await asyncio.sleep(wait)
             process = self._process
@@ -217,21 +242,33 @@ class LocalServer(ABC):
             raise ConfigurationError(problem)
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.lock_path))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            log.info(f"{self.event}.managed_elsewhere")
-            yield
-            return
         supervisor: asyncio.Task[None] | None = None
         try:
-            await self.start()
-            supervisor = asyncio.create_task(self.supervise(), name=f"{self.event}-supervisor")
+            if try_acquire(lock):
+                await self.start()
+                work = self.supervise()
+            else:
+                log.info(f"{self.event}.managed_elsewhere")
+                work = self._take_over_when_free(lock)
+            supervisor = asyncio.create_task(work, name=f"{self.event}-supervisor")
             yield
         finally:
             if supervisor is not None:
                 supervisor.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await supervisor
-            await self.stop()
-            lock.release()
+            if lock.is_locked:
+                await self.stop()
+                lock.release()
+
+    async def _take_over_when_free(self, lock: FileLock) -> None:
+        """Once the lock is free (its holder stopped the server, or died), run and
+        supervise the server here."""
+        await acquire_when_free(lock, self.takeover_interval)
+        log.info(f"{self.event}.taking_over")
+        try:
+            await self.start()
+        except ConfigurationError as exc:  # a dying server's port not free yet, say
+            log.error(f"{self.event}.restart_failed", reason=str(exc))
+        # Nothing started (a server that was still answering, then went): keep trying.
+        await self.supervise(failing=self.pid is None and self.installation_problem() is None)

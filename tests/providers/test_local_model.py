@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -11,6 +12,7 @@ import pytest
 import uvloop
 
 from histora.providers.chat_models import LocalChatModel
+from histora.providers.chat_types import ModelSpec, PromptMessage, StreamDelta, StreamEnd
 from histora.providers.local_model import MODEL_ALIAS, LocalModelServer
 from histora.settings import Settings
 
@@ -100,3 +102,37 @@ def test_server_does_not_inherit_our_sockets(tmp_path: Path) -> None:
         inode = os.fstat(listener.fileno()).st_ino
         targets = uvloop.run(child_descriptors(inode))
     assert f"socket:[{inode}]" not in targets
+
+
+@pytest.mark.local_model
+async def test_stopping_lets_another_workers_reply_finish(tmp_path: Path) -> None:
+    """The worker running the server stops (gunicorn replaced it) while another worker
+    streams a reply from it: the reply completes before the server goes."""
+    server = LocalModelServer(_settings(tmp_path, local_model_threads=1))
+    model = LocalChatModel(
+        installed_problem=None,
+        provider_name="local",
+        base_url=server.base_url,
+        api_key=None,
+        models=[ModelSpec(name=MODEL_ALIAS, temperature=0.0, max_tokens=120)],
+        timeout_seconds=60,
+    )
+    running = server.run()
+    await running.__aenter__()
+    try:
+        stream = model.stream(
+            [PromptMessage(role="user", content="Tell me a long story about a ship.")]
+        )
+        first = await anext(stream)
+        assert isinstance(first, StreamDelta)
+        assert await server._in_use()
+        stopping = asyncio.create_task(running.__aexit__(None, None, None))
+        rest = [event async for event in stream]
+        end = rest[-1]
+        # Most of the reply came while the server was being stopped.
+        assert isinstance(end, StreamEnd) and end.finish_reason in ("stop", "length")
+        assert sum(isinstance(event, StreamDelta) for event in rest) >= 10
+        await asyncio.wait_for(stopping, timeout=15)
+    finally:
+        await server.stop()
+    assert not await server.is_healthy()

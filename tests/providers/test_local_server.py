@@ -7,7 +7,11 @@ import contextlib
 import socket
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
 
 from histora.providers.local_server import LocalServer
 
@@ -18,20 +22,24 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _on_loopback(port: int, tmp_path: Path, name: str) -> dict[str, Any]:
+    """Where a stand-in server listens, logs and locks."""
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "health_url": f"http://127.0.0.1:{port}/health",
+        "log_path": tmp_path / f"{name}.log",
+        "lock_path": tmp_path / f"{name}.lock",
+    }
+
+
 class _CrashingServer(LocalServer):
     """A server whose process exits at once, every time."""
 
     event = "crashing_server"
 
     def __init__(self, tmp_path: Path) -> None:
-        port = _closed_port()
-        super().__init__(
-            host="127.0.0.1",
-            port=port,
-            health_url=f"http://127.0.0.1:{port}/health",
-            log_path=tmp_path / "crashing.log",
-            lock_path=tmp_path / "crashing.lock",
-        )
+        super().__init__(**_on_loopback(_closed_port(), tmp_path, "crashing"))
         self.spawned = 0
 
     def _command(self) -> list[str]:
@@ -124,3 +132,119 @@ async def test_a_restart_refused_for_a_taken_port_is_tried_again(tmp_path: Path)
         supervisor.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await supervisor
+
+
+# A stand-in server: answers 200 to every GET on the port it is given.
+_HTTP_SERVER = """
+import http.server, sys
+class Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Ok).serve_forever()
+"""
+
+
+class _HttpServer(LocalServer):
+    """A real listening server, healthy while it runs; several may share one lock."""
+
+    event = "http_server"
+
+    def __init__(self, tmp_path: Path, port: int, *, takeover_interval: float = 0.1) -> None:
+        super().__init__(
+            **_on_loopback(port, tmp_path, "http"),
+            supervise_interval=0.1,
+            takeover_interval=takeover_interval,
+        )
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-c", _HTTP_SERVER, str(self.port)]
+
+
+async def _eventually(condition: Callable[[], Awaitable[bool]], seconds: float) -> bool:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        if await condition():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_worker_without_the_lock_takes_over_when_the_owner_stops(
+    tmp_path: Path,
+) -> None:
+    port = _closed_port()
+    owner, waiting = _HttpServer(tmp_path, port), _HttpServer(tmp_path, port)
+    owner_run = owner.run()
+    await owner_run.__aenter__()
+    try:
+        async with waiting.run():
+            assert owner.pid is not None and waiting.pid is None  # one server per machine
+            # The owner goes (gunicorn replaced that worker); this one stays up.
+            await owner_run.__aexit__(None, None, None)
+
+            async def serving_here() -> bool:
+                return waiting.pid is not None and await waiting.is_healthy()
+
+            assert await _eventually(serving_here, seconds=10)
+        # The new owner stops the server in its turn, and frees the lock.
+        assert not await waiting.is_healthy()
+        assert _lock_is_free(waiting.lock_path)
+    finally:
+        await owner.stop()
+        await waiting.stop()
+
+
+def _lock_is_free(path: Path) -> bool:
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    lock.release()
+    return True
+
+
+class _BusyServer(_HttpServer):
+    """Reports a request in progress until ``idle`` is set."""
+
+    drain_seconds = 5.0
+
+    def __init__(self, tmp_path: Path, port: int) -> None:
+        super().__init__(tmp_path, port)
+        self.idle = asyncio.Event()
+
+    async def _in_use(self) -> bool:
+        return not self.idle.is_set()
+
+
+async def test_stop_lets_requests_in_progress_finish(tmp_path: Path) -> None:
+    server = _BusyServer(tmp_path, _closed_port())
+    await server.start(ready_timeout=10)
+    process = server._process
+    assert process is not None
+    stopping = asyncio.create_task(server.stop())
+    try:
+        await asyncio.sleep(0.6)
+        assert not stopping.done() and process.poll() is None  # still answering someone
+        server.idle.set()
+        await asyncio.wait_for(stopping, timeout=3)
+        assert process.poll() is not None
+    finally:
+        process.kill()
+
+
+async def test_stop_waits_for_busy_requests_no_longer_than_its_drain_time(
+    tmp_path: Path,
+) -> None:
+    server = _BusyServer(tmp_path, _closed_port())
+    server.drain_seconds = 0.5  # type: ignore[misc]
+    await server.start(ready_timeout=10)
+    process = server._process
+    assert process is not None
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(server.stop(), timeout=5)
+    assert process.poll() is not None
+    assert 0.4 <= asyncio.get_running_loop().time() - started < 3
