@@ -17,10 +17,11 @@ workers = web_workers(
 
 # On SIGTERM a worker stops taking connections, closes the websockets, lets the REST
 # streams in flight finish for up to STREAMS_GRACE_SECONDS, then cancels them (the
-# replies are saved as stopped) and runs the app's shutdown (the local model and Chroma
-# servers stop, up to 10 s each). gunicorn kills a worker still running graceful_timeout
-# seconds after the stop, so the shutdown must fit in it; the host must allow as long
-# (docker stop -t, compose stop_grace_period).
+# replies are saved as stopped) and runs the app's shutdown: the worker running the
+# local model lets replies other workers stream from it finish (up to 8 s), then the
+# model and Chroma servers stop (each in under a second; 10 s at most). gunicorn kills
+# a worker still running graceful_timeout seconds after the stop, so the shutdown must
+# fit in it; the host must allow as long (docker stop -t, compose stop_grace_period).
 STREAMS_GRACE_SECONDS = 5
 graceful_timeout = 30
 

@@ -12,7 +12,7 @@ from filelock import AsyncFileLock, FileLock
 from histora import deps
 from histora.errors import ConfigurationError, InvalidInputError
 from histora.log_config import configure_logging
-from histora.machine_lock import acquire_when_free, try_acquire
+from histora.machine_lock import acquire_when_free, try_acquire, watch_stop_signals
 from histora.migrations import upgrade_to_head
 from histora.providers.identity import check_emulator_safety
 from histora.providers.vector_store import VectorStore
@@ -116,6 +116,9 @@ async def _wait_for_vector_store(store: VectorStore, *, interval: float = 1.0) -
 async def lifespan() -> AsyncIterator[None]:
     container = deps.get_container()
     configure_logging(container.settings)
+    # The server's signal handlers are in place by now; a worker told to stop must not
+    # take over the work of one that stopped first (machine_lock).
+    watch_stop_signals()
     await prepare_database()
     chroma = container.local_chroma_server
     model = container.local_model_server

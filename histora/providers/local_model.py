@@ -56,9 +56,10 @@ class LocalModelServer(LocalServer):
     """Owns the llama-server process: start, health-check, restart, stop."""
 
     event = "local_model"
-    # Long enough for a whole reply from another worker (384 tokens at a shared slot's
-    # 40-60 a second); within gunicorn's 30 s graceful stop after uvicorn's own 5 s.
-    drain_seconds = 12.0
+    # Long enough for most of a reply from another worker (384 tokens at a shared slot's
+    # 40-60 a second). gunicorn's graceful stop allows 30 s: uvicorn's own 5 s, this,
+    # then the model server and the Chroma server, which each stop in under a second.
+    drain_seconds = 8.0
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(
@@ -93,6 +94,8 @@ class LocalModelServer(LocalServer):
             async with httpx.AsyncClient(timeout=1.0) as client:
                 response = await client.get(f"http://{self.host}:{self.port}/slots")
             slots = response.json() if response.status_code == 200 else []
+        except httpx.TimeoutException:
+            return True  # too busy to answer at once
         except (httpx.HTTPError, ValueError):
             return False
         return isinstance(slots, list) and any(
@@ -110,4 +113,5 @@ class LocalModelServer(LocalServer):
             "-np", "2",
             "-t", str(self.threads),
             "--no-webui",
+            "--slots",  # the busy check before a stop reads it
         ]  # fmt: skip

@@ -220,8 +220,14 @@ class LocalServer(ABC):
             if process is not None and process.poll() is None:
                 wait, failing, self._restart_failed = every, False, False
                 continue
-            if process is None and not failing:
-                continue  # not started here (not installed, say): nothing died
+            # Not started here: not installed, or a server already answering was used.
+            # Once that one goes (a previous worker's, stopping), run ours.
+            if (
+                process is None
+                and not failing
+                and (self.installation_problem() or await self.is_healthy())
+            ):
+                continue
             if process is not None:
                 log.warning(f"{self.event}.died", code=process.returncode)
                 self._process = None
@@ -230,7 +236,8 @@ class LocalServer(ABC):
                 await self.start()
             except ConfigurationError as exc:
                 log.error(f"{self.event}.restart_failed", reason=str(exc))
-            self._restart_failed = self.pid is None
+            # Started, or a server already answering was found: either will do.
+            self._restart_failed = self.pid is None and not await self.is_healthy()
             if self._restart_failed:  # it did not come back: back off, up to a minute
                 wait = min(wait * 2, MAX_RESTART_BACKOFF_SECONDS)
 
@@ -270,5 +277,4 @@ class LocalServer(ABC):
             await self.start()
         except ConfigurationError as exc:  # a dying server's port not free yet, say
             log.error(f"{self.event}.restart_failed", reason=str(exc))
-        # Nothing started (a server that was still answering, then went): keep trying.
-        await self.supervise(failing=self.pid is None and self.installation_problem() is None)
+        await self.supervise()

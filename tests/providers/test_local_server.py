@@ -248,3 +248,23 @@ async def test_stop_waits_for_busy_requests_no_longer_than_its_drain_time(
     await asyncio.wait_for(server.stop(), timeout=5)
     assert process.poll() is not None
     assert 0.4 <= asyncio.get_running_loop().time() - started < 3
+
+
+async def test_a_server_found_answering_is_replaced_once_it_goes(tmp_path: Path) -> None:
+    """The lock's new holder found the previous holder's server still answering (it
+    was on its way out) and used it; when it goes, the holder runs its own."""
+    port = _closed_port()
+    previous, holder = _HttpServer(tmp_path / "old", port), _HttpServer(tmp_path, port)
+    await previous.start(ready_timeout=10)
+    try:
+        async with holder.run():
+            assert holder.pid is None and await holder.is_healthy()  # the previous one
+            await previous.stop()
+
+            async def serving_here() -> bool:
+                return holder.pid is not None and await holder.is_healthy()
+
+            assert await _eventually(serving_here, seconds=10)
+            assert holder.may_come_back()
+    finally:
+        await previous.stop()
