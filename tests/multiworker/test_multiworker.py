@@ -6,7 +6,9 @@ file order and the last one shuts it down.
 
 from __future__ import annotations
 
+import os
 import pickle
+import signal
 import socket
 import time
 import uuid
@@ -40,6 +42,7 @@ MAX_RELOADS = 12
 UPLOADS = 4
 MAX_UPLOADS = 12
 INGEST_TIMEOUT_SECONDS = 120
+TAKEOVER_TIMEOUT_SECONDS = 90  # gunicorn starts a new worker, which runs the startup steps
 
 
 def _on_every_worker(
@@ -406,6 +409,82 @@ def _saved_messages(database_url: str, session_id: str) -> list[tuple[str, str, 
             return [(row.role, row.status, row.content) for row in rows]
     finally:
         engine.dispose()
+
+
+def _lock_holders(app: RunningApp) -> dict[str, set[int]]:
+    return {
+        name: procfs.flock_holders(app.data_dir / name)
+        for name in ("local-model.lock", "local-chroma.lock", "ingest-worker.lock")
+    }
+
+
+def test_a_worker_that_dies_hands_its_servers_and_ingestion_to_another(
+    app: RunningApp,
+) -> None:
+    """gunicorn replaces a worker that died (a crash, a timeout); what it ran once for the
+    whole machine (the model server, Chroma, the ingestion loop) must go on elsewhere."""
+    model_server, ingester = _single_instance_pids(app)
+    owner = procfs.flock_holders(app.data_dir / "local-model.lock").pop()
+    os.kill(owner, signal.SIGKILL)
+
+    deadline = time.monotonic() + TAKEOVER_TIMEOUT_SECONDS
+    holders: dict[str, set[int]] = {}
+    while time.monotonic() < deadline:
+        workers = set(app.worker_pids())
+        holders = _lock_holders(app)
+        servers = [
+            pid for pid in procfs.descendants(app.pid) if procfs.program_name(pid) == "llama-server"
+        ]
+        healthy = all(
+            _answers(url)
+            for url in (
+                f"http://127.0.0.1:{app.model_port}/health",
+                f"http://127.0.0.1:{app.chroma_port}/api/v2/heartbeat",
+            )
+        )
+        if (
+            owner not in workers
+            and len(workers) == WORKERS
+            and all(len(pids) == 1 and pids <= workers for pids in holders.values())
+            and len(servers) == 1
+            and model_server not in servers
+            and healthy
+        ):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"nothing took over: {holders}\n{app.log_tail()}")
+    assert servers[0] in procfs.child_pids(holders["local-model.lock"].pop())
+    if ingester == owner:
+        assert '"event": "ingest.worker_taking_over"' in app.log()
+
+    # Everything works again: uploads are ingested, and a reply comes from the model.
+    headers = _admin_headers(app)
+    content = "The lyceum stood outside the walls of Athens, by a grove.\n" * 20
+    document_id, _ = _upload(app, headers, "lyceum.txt", content)
+    _wait_until_ingested(app, headers, {document_id})
+    session = httpx.post(
+        f"{app.url}/api/v1/chat/sessions",
+        headers=headers,
+        json={"character_id": "socrates"},
+        timeout=30,
+    )
+    assert session.status_code == 201, session.text
+    sent = httpx.post(
+        f"{app.url}/api/v1/chat/sessions/{session.json()['id']}/messages",
+        headers=headers,
+        json={"content": "Where did Aristotle teach?", "stream": False},
+        timeout=120,
+    )
+    assert sent.status_code == 201, sent.text
+    assert sent.json()["reply"]["status"] == "complete", sent.text
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_stopping_the_app_leaves_no_process_behind(app: RunningApp, postgres_url: str) -> None:
