@@ -131,13 +131,16 @@ class RunningApp:
     def pid(self) -> int:
         return self.process.pid
 
+    def master_pids(self) -> list[int]:
+        """The gunicorn master that the supervisor (`reflex run`) starts."""
+        return [pid for pid in procfs.child_pids(self.pid) if _is_gunicorn(pid)]
+
     def worker_pids(self) -> list[int]:
-        """The backend worker processes: the children of the gunicorn master that the
-        supervisor (`reflex run`) starts, leaving out the servers a worker starts."""
+        """The backend worker processes: the gunicorn master's children, leaving out the
+        servers a worker starts."""
         return [
             worker
-            for master in procfs.child_pids(self.pid)
-            if _is_gunicorn(master)
+            for master in self.master_pids()
             for worker in procfs.child_pids(master)
             if _is_gunicorn(worker)
         ]

@@ -283,6 +283,12 @@ def _admin_headers(app: RunningApp) -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
+def _model_servers(app: RunningApp) -> list[int]:
+    """The app's llama-server processes."""
+    descendants = procfs.descendants(app.pid)
+    return [pid for pid in descendants if procfs.program_name(pid) == "llama-server"]
+
+
 def _chroma_servers(app: RunningApp) -> list[int]:
     """The app's `chroma run` processes (a Python script: the interpreter runs `chroma`)."""
 
@@ -298,9 +304,7 @@ def _single_instance_pids(app: RunningApp) -> tuple[int, int]:
     So does the managed Chroma server that every worker's vector store talks to.
     """
     workers = app.worker_pids()
-    servers = [
-        pid for pid in procfs.descendants(app.pid) if procfs.program_name(pid) == "llama-server"
-    ]
+    servers = _model_servers(app)
     assert len(servers) == 1, servers
     assert procfs.processes_with_argument("--port", str(app.model_port)) == servers
     model_holders = procfs.flock_holders(app.data_dir / "local-model.lock")
@@ -424,11 +428,7 @@ def test_reloaded_workers_take_over_the_servers_and_ingestion(app: RunningApp) -
     loop) was locked when the new ones started, and must go on in one of them."""
     model_server, _ = _single_instance_pids(app)
     old_workers = set(app.worker_pids())
-    (master,) = [
-        pid
-        for pid in procfs.child_pids(app.pid)
-        if any("gunicorn" in arg for arg in procfs.command_line(pid))
-    ]
+    (master,) = app.master_pids()
     # Another client's long reply keeps the model server busy, so the old worker that
     # runs it holds its lock for a while (it lets replies finish, up to 8 s). Whether a
     # new worker finds a lock free when it starts or takes it over later depends on
@@ -453,9 +453,7 @@ def test_reloaded_workers_take_over_the_servers_and_ingestion(app: RunningApp) -
     while time.monotonic() < deadline:
         workers = set(app.worker_pids())
         holders = _lock_holders(app)
-        servers = [
-            pid for pid in procfs.descendants(app.pid) if procfs.program_name(pid) == "llama-server"
-        ]
+        servers = _model_servers(app)
         healthy = all(
             _answers(url)
             for url in (
