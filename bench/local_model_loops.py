@@ -198,9 +198,7 @@ def row(name: str, figures: list[ReplyFigures], baseline: list[ReplyFigures]) ->
     )
 
 
-async def run(options: argparse.Namespace) -> int:
-    base = local_model_spec(Settings(_env_file=None))
-    settings_list = [parse_setting(text, base) for text in options.setting]
+async def run(options: argparse.Namespace, settings_list: list[tuple[str, ModelSpec]]) -> int:
     pairs = prompts(options.characters)
     with tempfile.TemporaryDirectory(prefix="histora-loops-") as data_dir:
         settings = Settings(_env_file=None, data_dir=Path(data_dir), local_model_port=options.port)
@@ -210,8 +208,8 @@ async def run(options: argparse.Namespace) -> int:
             sys.exit(problem)
         print(
             f"{len(pairs)} prompts ({options.characters} characters x 3 starter questions) "
-            f"x {options.seeds} seeds per setting; temperature {base.temperature}, "
-            f"max_tokens {base.max_tokens}",
+            f"x {options.seeds} seeds per setting; temperature {settings_list[0][1].temperature}, "
+            f"max_tokens {settings_list[0][1].max_tokens}",
             flush=True,
         )
         results: list[tuple[str, ModelSpec, list[ReplyFigures], str]] = []
@@ -257,8 +255,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     options.setting = options.setting or list(DEFAULT_SETTINGS)
     if options.characters < 1 or options.seeds < 1:
         parser.error("--characters and --seeds must be 1 or more")
+    base = local_model_spec(Settings(_env_file=None))
+    try:
+        settings_list = [parse_setting(text, base) for text in options.setting]
+    except (argparse.ArgumentTypeError, ValueError) as exc:  # a clash with the request's fields
+        parser.error(f"--setting: {exc}")
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(run(options))
+        return asyncio.run(run(options, settings_list))
     return 130
 
 
