@@ -88,8 +88,9 @@ class LocalModelServer(LocalServer):
 
     async def _in_use(self) -> bool:
         # llama-server lists its parallel slots: one still processing is a reply in
-        # progress, this worker's or another's. Unknown counts as idle, so a server
-        # that cannot tell never holds up a stop.
+        # progress, this worker's or another's. A slow answer counts as busy; any other
+        # failure (no /slots, gone) as idle, so a server that cannot tell never holds
+        # up a stop. Either way the wait ends after drain_seconds.
         try:
             async with httpx.AsyncClient(timeout=1.0) as client:
                 response = await client.get(f"http://{self.host}:{self.port}/slots")
