@@ -90,6 +90,7 @@ class Options:
     reply_text: Path | None  # replies are its consecutive passages; None: one filler reply
     database_url: str | None
     keep_logs: bool
+    frames_file: Path | None = None  # every frame of the bytes-table conversations, as JSON lines
 
 
 # ---------------------------------------------------------------- processes
@@ -919,11 +920,16 @@ def run_reflex(opts: Options, log_dir: Path) -> ReflexFigures:
             start = REPLY_TEXT_START + REPLY_TEXT_STRIDE * (index + 1)
             model.enter_context(serve(reply_tokens=tokens, reply_start=start))
             page, log = open_chat(context, url)
+            marks = [len(log.frames)]
             replies.append(send_and_measure(page, log, tokens=tokens, wire=wire))
+            marks.append(len(log.frames))
             # More questions in the same conversation: no new address or list entry.
             seconds.append(send_and_measure(page, log, tokens=tokens, wire=wire))
+            marks.append(len(log.frames))
             thirds.append(send_and_measure(page, log, tokens=tokens, wire=wire))
             page.close()
+            if opts.frames_file:
+                write_frames(opts.frames_file, f"{tokens} tokens", log.frames, marks)
     figures = ReflexFigures(
         direct=direct,
         ttft=Summary.of([Sample(ttft=s.ttft) for s in samples]),
@@ -934,6 +940,22 @@ def run_reflex(opts: Options, log_dir: Path) -> ReflexFigures:
     )
     print_reflex(figures, short)
     return figures
+
+
+def write_frames(path: Path, conversation: str, frames: Sequence[Frame], marks: list[int]) -> None:
+    """Append one conversation's frames to ``path``: those before its first send are the
+    page's load (``reply`` 0), then each reply's from its send on (1, 2, 3)."""
+    with path.open("a") as out:
+        for index, frame in enumerate(frames):
+            reply = sum(1 for mark in marks if index >= mark)
+            record = {
+                "conversation": conversation,
+                "reply": reply,
+                "sent": frame.sent,
+                "size": frame.size,
+                "payload": frame.payload,
+            }
+            out.write(json.dumps(record) + "\n")
 
 
 async def _direct_sequential(model_url: str, warmups: int, count: int) -> Summary:
@@ -952,11 +974,7 @@ def print_reflex(figures: ReflexFigures, short: int) -> None:
     print(f"  {'added p50':10}{signed_ms(ttft.ttft_p50 - direct.ttft_p50):>12}")
     print(f"\nReflex websocket (Sec-WebSocket-Extensions from the app: {figures.extensions})")
     print_bytes_table("the first reply of a new conversation", figures.replies)
-    print_bytes_table(
-        "a second reply in that conversation (its send carries the conversation's new\n"
-        "  address, so Reflex resends its whole router var, about 1.1 KB, once)",
-        figures.seconds,
-    )
+    print_bytes_table("a second reply in that conversation", figures.seconds)
     print_bytes_table("a third reply in that conversation", figures.thirds)
     print(
         "  payload: websocket frame payloads as the browser hands them to the page "
@@ -1106,6 +1124,13 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     )
     add("--database-url", help="e.g. postgresql+psycopg://…; None: a temporary SQLite file")
     add("--keep-logs", action="store_true", help="keep the temporary logs and databases")
+    add(
+        "--frames",
+        type=Path,
+        metavar="FILE",
+        help="write every websocket frame of the bytes-table conversations to FILE (JSON "
+        "lines: conversation, reply, direction, size, payload), to see where the bytes go",
+    )
     args = parser.parse_args(argv)
     lengths = tuple(int(part) for part in args.reflex_lengths.split(",") if part.strip())
     if args.streams < 1 or args.requests < 1 or not lengths:
@@ -1125,6 +1150,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         reply_text=None if args.same_reply else args.reply_text,
         database_url=args.database_url,
         keep_logs=args.keep_logs,
+        frames_file=args.frames,
     )
 
 
@@ -1137,6 +1163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if not opts.skip_reflex and not Path(CHROMIUM).exists():
         sys.exit(f"{CHROMIUM} not found: install Debian's chromium, or pass --skip-reflex")
+    if opts.frames_file:
+        opts.frames_file.write_text("")  # this run's frames only
     log_dir = Path(tempfile.mkdtemp(prefix="histora-bench-"))
     print(f"Histora chat overhead benchmark (logs: {log_dir})", flush=True)
     try:

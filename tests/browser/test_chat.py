@@ -107,7 +107,15 @@ def test_a_model_server_killed_mid_reply_keeps_the_text_and_offers_a_retry(
     expect(page.get_by_test_id("chat-error")).to_have_count(0)
 
 
+def _frames_received(page: Page) -> list[str]:
+    """The text of every websocket frame the page receives from now on."""
+    frames: list[str] = []
+    page.on("websocket", lambda socket: socket.on("framereceived", lambda f: frames.append(str(f))))
+    return frames
+
+
 def test_chat_streams_stops_and_regenerates(app_url: str, page: Page) -> None:
+    received = _frames_received(page)
     sign_up(page, app_url, f"chat-{uuid.uuid4().hex[:8]}@example.com")
     page.goto(f"{app_url}/characters/socrates")
     page.get_by_test_id("start-chat").click()
@@ -135,9 +143,12 @@ def test_chat_streams_stops_and_regenerates(app_url: str, page: Page) -> None:
     # The new conversation has its own address from the first send.
     expect(page).to_have_url(re.compile(r"/chat/socrates/?\?session=[0-9a-f-]{36}$"))
 
+    second_send = len(received)
     page.get_by_label("Your message").fill("Explain it again, at great length, please.")
     page.get_by_test_id("send").click()
     expect(page.get_by_test_id("stop")).to_be_visible()
+    # The page set its address itself: its next question brings no router vars back.
+    assert not [frame for frame in received[second_send:] if "rx_router_" in frame]
     expect(composer).to_be_focused()  # not lost with the Send button
     expect(page.get_by_test_id("draft-message")).not_to_have_text("Thinking…", timeout=30_000)
     page.get_by_test_id("stop").click()

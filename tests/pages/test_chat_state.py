@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+import reflex as rx
 from reflex.utils import format
 
 from histora.models import MessageRole, MessageStatus
@@ -17,6 +22,8 @@ from histora.pages.chat.state import (
     ChatState,
     _should_flush,
     _starter_index,
+    can_regenerate,
+    conversation_is_empty,
 )
 from tests.support import reflex_root, substate
 
@@ -49,6 +56,51 @@ def _shown(state: ChatState) -> list[str]:
     return [m.content for part in state._conversation() for m in part]
 
 
+# Reflex's own helpers for `and`, as its frontend defines them (utils/state.js).
+_REFLEX_HELPERS = """
+const isTrue = (val) => {
+  if (Array.isArray(val)) return val.length > 0;
+  if (val === Object(val)) return Object.keys(val).length > 0;
+  return Boolean(val);
+};
+const pyAnd = (a, b) => (isTrue(a) ? b() : a);
+"""
+
+
+def _held(state: ChatState) -> dict[str, object]:
+    """What the browser holds of ``state`` for the expressions below, as Reflex sends it."""
+    names = ("messages", *ADDED_NAMES)
+    held: dict[str, object] = {f"{name}_rx_state_": state.get_value(name) for name in names}
+    held["streaming_rx_state_"] = state.streaming
+    return json.loads(json.dumps(held, default=lambda bubble: bubble.model_dump(mode="json")))
+
+
+def _in_browser(held: list[dict[str, object]], *expressions: rx.Var[bool]) -> list[list[object]]:
+    """What the page's browser-side ``expressions`` give for each of ``held``, run in
+    Node (one run for all)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is needed to run the page's browser-side expressions")
+    variable = format.format_state_name(ChatState.get_full_name())
+    script = (
+        f"{_REFLEX_HELPERS}\nconst held = {json.dumps(held)};\n"
+        f"const values = held.map(({variable}) => [{', '.join(str(e) for e in expressions)}]);\n"
+        "console.log(JSON.stringify(values));"
+    )
+    result = subprocess.run(
+        [node, "-"], input=script, capture_output=True, text=True, timeout=30, check=True
+    )
+    return list(json.loads(result.stdout))
+
+
+def _is_empty(state: ChatState) -> object:
+    return _in_browser([_held(state)], conversation_is_empty())[0][0]
+
+
+def _can_regenerate(state: ChatState) -> object:
+    return _in_browser([_held(state)], can_regenerate())[0][0]
+
+
 def _sent_per_append(state: ChatState, messages: list[ChatMessagePublic]) -> list[int]:
     """How many messages Reflex would send for each append (it sends changed lists whole)."""
     sent = []
@@ -63,7 +115,7 @@ def _sent_per_append(state: ChatState, messages: list[ChatMessagePublic]) -> lis
 def test_each_message_added_on_the_page_is_sent_once() -> None:
     state = _chat_state()
     state._show([_message(n) for n in range(300)])
-    assert not state.is_empty and not any(state._conversation()[2:])
+    assert _is_empty(state) is False and not any(state._conversation()[2:])
 
     # 15 turns: each question and each reply is sent alone, the history never again.
     assert _sent_per_append(state, [_message(n) for n in range(300, 330)]) == [1] * 30
@@ -93,12 +145,15 @@ def test_regenerate_drops_the_last_reply_wherever_it_is() -> None:
     assert _shown(state) == [f"message {n}" for n in range(299)]
 
     state._show([_message(0), _message(1)])
-    assert state.can_regenerate
+    assert _can_regenerate(state) is True
     state._drop_last()
-    assert _shown(state) == ["message 0"] and not state.can_regenerate
+    assert _shown(state) == ["message 0"] and _can_regenerate(state) is False
 
     state._append(_message(1))
-    assert state.can_regenerate
+    assert _can_regenerate(state) is True
+    state.streaming = True  # no Regenerate while a reply is being written
+    assert _can_regenerate(state) is False
+    state.streaming = False
     state._drop_last()  # from the messages added on this page
     assert _shown(state) == ["message 0"] and not any(state._conversation()[1:])
     state._append(_message(1))  # the next reply takes the list that was emptied
@@ -108,28 +163,35 @@ def test_regenerate_drops_the_last_reply_wherever_it_is() -> None:
 def test_an_empty_conversation_shows_the_starters() -> None:
     state = _chat_state()
     state._show([])
-    assert state.is_empty and not state.can_regenerate
+    steps, expected = [_held(state)], [[True, False]]
     state._append(_message(0))
-    assert not state.is_empty
+    steps.append(_held(state))
+    expected.append([False, False])
     state._drop_last()
-    assert state.is_empty
-    for n in range(80):  # past two collapses of the added lists
+    steps.append(_held(state))
+    expected.append([True, False])
+    # Past two collapses of the added lists: a question, then its reply, at each step.
+    for n in range(80):
         state._append(_message(n))
-        assert not state.is_empty
-    for _ in range(80):
+        steps.append(_held(state))
+        expected.append([False, n % 2 == 1])
+    for n in range(79, -1, -1):
         state._drop_last()
-    assert state.is_empty and not any(state._conversation())
+        steps.append(_held(state))
+        expected.append([n == 0, n % 2 == 0 and n > 0])
+    assert not any(state._conversation())
+    assert _in_browser(steps, conversation_is_empty(), can_regenerate()) == expected
 
 
-def test_a_turn_leaves_whether_the_conversation_is_empty_unsent() -> None:
+def test_a_turn_sends_the_list_it_fills_and_nothing_worked_out_from_it() -> None:
+    """Whether the conversation is empty, and whether its last reply can be written
+    again, are worked out in the browser: a turn does not send them."""
     state = _chat_state()
     state._show([_message(0), _message(1)])
     state.get_delta()
     state._clean()
     state._append(_message(2))
-    delta = state.get_delta()[ChatState.get_full_name()]
-    assert "a1_rx_state_" in delta
-    assert "is_empty_rx_state_" not in delta
+    assert set(state.get_delta()[ChatState.get_full_name()]) == {"a1_rx_state_"}
 
 
 def test_only_a_starter_position_the_figure_has_fills_the_composer() -> None:

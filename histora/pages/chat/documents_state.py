@@ -55,14 +55,12 @@ class ChatDocumentsState(DocumentListMixin, rx.State):
         self._apply(documents)
 
     @rx.event
-    async def load(self) -> list[rx.event.EventSpec]:
+    async def load(self) -> rx.event.EventSpec | None:
         """After the page loaded its conversation, and after each upload (which may have
-        started the conversation: it then gets its address)."""
+        started the conversation; the page then puts it in the address bar, address.py)."""
         self.confirm_delete_id = ""
         await self._reload()
-        address = (await self.get_state(ChatState))._show_address()
-        poll = ChatDocumentsState.poll_documents if unsettled(self.documents) else None
-        return [event for event in (address, poll) if event is not None]
+        return ChatDocumentsState.poll_documents if unsettled(self.documents) else None
 
 
 class ChatUploadState(DocumentUploadMixin, rx.State):

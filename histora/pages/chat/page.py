@@ -13,10 +13,18 @@ from histora.components.documents import confirm_delete_dialog, document_item
 from histora.components.layout import focus_script, loading, page_layout
 from histora.components.uploads import drop_zone, upload_outcomes
 from histora.models.chat import SessionLink
+from histora.pages.chat.address import conversation_address
 from histora.pages.chat.documents_state import ChatDocumentsState, ChatUploadState
 from histora.pages.chat.draft import ChatDraft, draft_text
 from histora.pages.chat.sessions_state import ChatSessionsState
-from histora.pages.chat.state import ADDED_NAMES, COMPOSER_ID, CONVERSATION_END, ChatState
+from histora.pages.chat.state import (
+    ADDED_NAMES,
+    COMPOSER_ID,
+    CONVERSATION_END,
+    ChatState,
+    can_regenerate,
+    conversation_is_empty,
+)
 from histora.services.conversations import TITLE_MAX_LENGTH
 from histora.state.session import SessionState
 
@@ -352,7 +360,7 @@ def _starters() -> rx.Component:
 
 def _conversation() -> rx.Component:
     return rx.auto_scroll(
-        rx.cond(ChatState.is_empty & ~ChatState.streaming, _starters()),
+        rx.cond(conversation_is_empty() & ~ChatState.streaming, _starters()),
         rx.flex(
             # One list in the browser: the opened messages and each added list, joined.
             rx.foreach(
@@ -459,7 +467,7 @@ def _composer() -> rx.Component:
                 rx.button(rx.icon("send"), "Send", type="submit", data_testid="send"),
             ),
             rx.cond(
-                ChatState.can_regenerate,
+                can_regenerate(),
                 rx.icon_button(
                     rx.icon("refresh-cw"),
                     type="button",
@@ -496,6 +504,7 @@ def _chat() -> rx.Component:
             _composer(),
             _delete_dialog(),
             _rename_dialog(),
+            conversation_address(),
             confirm_delete_dialog(
                 open_=ChatDocumentsState.confirm_delete_id != "",
                 name=ChatDocumentsState.confirm_delete_name,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
+import operator
 import time
 import uuid
 
@@ -20,6 +21,7 @@ from histora.pages.chat.parts import with_piece, without_last
 from histora.services import characters as characters_service
 from histora.services import chat as chat_service
 from histora.services import conversations
+from histora.state.address import expect_address_query
 from histora.state.naming import short_state_name
 from histora.state.session import acting, background_actor
 
@@ -139,19 +141,6 @@ class ChatState(rx.State):
     # token new each time the page shows it; and the token a running follower holds.
     _following: str = ""
     _follower: str = ""
-
-    # Explicit dependencies: the added lists are read by name, which Reflex cannot see.
-    @rx.var(deps=["streaming", "messages", *ADDED_NAMES], auto_deps=False)
-    def can_regenerate(self) -> bool:
-        last = next((part for part in reversed(self._conversation()) if part), [])
-        return not self.streaming and bool(last) and last[-1].role == "assistant"
-
-    # The added lists fill in order (parts.py), so the conversation is empty exactly when
-    # the opened messages and the first added list are: a turn that fills a later list
-    # leaves this var out of its frames.
-    @rx.var(deps=["messages", "a0"], auto_deps=False)
-    def is_empty(self) -> bool:
-        return not (self.get_value("messages") or self.get_value("a0"))
 
     def _assign(self, **values: object) -> None:
         """Set these vars, skipping the ones that already hold the value: Reflex resends
@@ -407,6 +396,8 @@ class ChatState(rx.State):
                         db, actor=actor, character_id=self.character.id
                     )
                     self.session_id, started = str(new.id), True
+                    # The page puts it in the address bar (address.py).
+                    expect_address_query(self, {"session": self.session_id})
                 session_id = uuid.UUID(self.session_id)
                 if self._following:  # a reply written elsewhere may be saved by now
                     self._show(
@@ -433,20 +424,7 @@ class ChatState(rx.State):
         self._turn, self._stop_requested, self._following = turn, False, ""
         self.streaming = True
         await self._clear_draft()
-        address = self._show_address()
-        return ChatState.stream_reply if address is None else [ChatState.stream_reply, address]
-
-    def _show_address(self) -> rx.event.EventSpec | None:
-        """Put the open conversation in the address bar, unless it is there already, so a
-        reload or a shared link opens it (a conversation started by a first question or
-        a first document has none yet). Only the address bar changes: a navigation
-        would reload the page's state and resend all of it (about 2.5 KB) for nothing."""
-        if not self.session_id or self.character is None:
-            return None
-        if self.router.url.query_parameters.get("session") == self.session_id:
-            return None
-        address = json.dumps(f"/chat/{self.character.id}?session={self.session_id}")
-        return rx.call_script(f"window.history.replaceState(window.history.state, '', {address})")
+        return ChatState.stream_reply
 
     @rx.event
     async def regenerate(self) -> Followups:
@@ -508,3 +486,20 @@ class ChatState(rx.State):
                 self.streaming, self._turn = False, None
         async with self:
             await self._refresh_sessions()
+
+
+# Worked out in the browser from the conversation it holds: as server vars, these two
+# went in a turn's frames each time the conversation changed, changed or not.
+def conversation_is_empty() -> rx.Var[bool]:
+    """No message yet. The added lists fill in order (parts.py), so the conversation is
+    empty exactly when the opened messages and the first added list are."""
+    return (ChatState.messages.length() == 0) & (ChatState.a0.length() == 0)
+
+
+def can_regenerate() -> rx.Var[bool]:
+    """No reply is being written, and the last message is a reply."""
+    parts = (getattr(ChatState, name) for name in ("messages", *ADDED_NAMES))
+    conversation: rx.vars.ArrayVar[list[ChatBubble]] = functools.reduce(operator.add, parts)
+    # An empty conversation has no last item: ``.at(-1)?.role`` is undefined there.
+    last_is_reply = conversation[-1].role == "assistant"  # type: ignore[attr-defined]
+    return ~ChatState.streaming & last_is_reply
