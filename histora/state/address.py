@@ -32,6 +32,10 @@ def expect_address_query(state: rx.State, query: dict[str, str]) -> None:
     path, the query's own parameters and the route's); should it differ all the same,
     the next event is a navigation again, as before: more bytes, nothing wrong.
     """
+    try:
+        event = EventContext.get()
+    except LookupError:  # not from an event: there is no next event to prepare for
+        return
     root = state._get_root_state()
     previous = dict(root.router_data)
     as_path = str(previous.get(RouteVar.ORIGIN, ""))
@@ -55,5 +59,7 @@ def expect_address_query(state: rx.State, query: dict[str, str]) -> None:
         if name in _ADDRESS_VARS or (name in worked_out and getattr(root, name) == worked_out[name])
     }
     root.dirty_vars.difference_update(unchanged)
-    # Events this one goes on to (the reply's stream) read the same routing data.
-    EventContext.get().router_data.update(address)
+    # Events this one goes on to (the reply's stream) read the same routing data. From
+    # an event the browser sent (a send), not one chained from the page's load, whose
+    # routing data the load's other events share.
+    event.router_data.update(address)

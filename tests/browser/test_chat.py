@@ -441,3 +441,30 @@ def test_an_image_in_a_reply_is_a_link_and_never_fetched(
     expect(reply).to_contain_text("Image and a map")
     expect(reply.get_by_role("link")).to_have_count(2)
     assert not [url for url in requested if "127.0.0.1:9/" in url]
+
+
+def test_a_new_conversation_page_keeps_its_address_until_a_question_starts_one(
+    app_url: str, page: Page
+) -> None:
+    """The page's state from before a reload holds the last conversation while the page
+    hydrates; the address bar must not take it on a page opened for a new one."""
+    sign_up(page, app_url, f"address-{uuid.uuid4().hex[:8]}@example.com")
+    page.goto(f"{app_url}/chat/socrates")
+    page.get_by_label("Your message").fill("What is courage?")
+    page.get_by_test_id("send").click()
+    page.get_by_test_id("stop").click()
+    expect(page.get_by_test_id("assistant-message")).to_have_count(1, timeout=90_000)
+    expect(page).to_have_url(re.compile(r"\?session=[0-9a-f-]{36}$"))
+    first = page.url.split("session=")[1]
+
+    for figure in ("socrates", "plato"):
+        page.goto(f"{app_url}/chat/{figure}")
+        expect(page.get_by_test_id("starter-chip").first).to_be_visible()
+        page.wait_for_timeout(1000)  # long after hydration
+        assert page.url.rstrip("/").endswith(f"/chat/{figure}"), page.url
+
+    page.get_by_label("Your message").fill("What is a dialogue?")
+    page.get_by_test_id("send").click()
+    page.get_by_test_id("stop").click()
+    expect(page).to_have_url(re.compile(r"/chat/plato/?\?session=[0-9a-f-]{36}$"))
+    assert page.url.split("session=")[1] != first

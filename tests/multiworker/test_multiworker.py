@@ -179,14 +179,32 @@ def _chat_once(page: Page, app: RunningApp) -> None:
     expect(page.get_by_test_id("failed-note")).to_have_count(0)
 
 
+def _reopen(page: Page, app: RunningApp, token: str) -> None:
+    """Leave the page, then come back in the same tab (its session storage, so its
+    Reflex token, stays): the new websocket may land on any worker.
+
+    Not a plain reload: Reflex takes a token whose previous websocket is still recorded
+    in Redis for a duplicated tab, and gives the new one a fresh token (a fresh state).
+    A reload that reconnects before the old socket's worker has dropped the record gets
+    one; waiting for the drop keeps each reconnection on the state this test follows.
+    """
+    url = page.url
+    page.goto("about:blank")
+    deadline = time.monotonic() + 15
+    while _socket_record(app, token) is not None:
+        assert time.monotonic() < deadline, f"the closed websocket of {token} stayed recorded"
+        time.sleep(0.05)
+    page.goto(url)
+
+
 def _reload_until_two_workers(page: Page, app: RunningApp, name: str) -> set[str]:
-    """Reload; each reload opens a new websocket, which any worker may accept."""
+    """Reopen the page; each time a new websocket, which any worker may accept."""
     token = _tab_token(page)
     record = _socket_record(app, token)
     assert record is not None, "Reflex keeps no socket record in Redis: is it using Redis?"
     instances = {record[0]}
     for reload in range(MAX_RELOADS):
-        page.reload()
+        _reopen(page, app, token)
         _expect_signed_in(page, name)
         assert _tab_token(page) == token  # the same tab, so the same Reflex state
         record = _next_socket_record(app, token, previous_sid=record[1])

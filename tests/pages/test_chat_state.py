@@ -7,9 +7,11 @@ import shutil
 import subprocess
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import reflex as rx
+import reflex_base
 from reflex.utils import format
 
 from histora.models import MessageRole, MessageStatus
@@ -56,15 +58,18 @@ def _shown(state: ChatState) -> list[str]:
     return [m.content for part in state._conversation() for m in part]
 
 
-# Reflex's own helpers for `and`, as its frontend defines them (utils/state.js).
-_REFLEX_HELPERS = """
-const isTrue = (val) => {
-  if (Array.isArray(val)) return val.length > 0;
-  if (val === Object(val)) return Object.keys(val).length > 0;
-  return Boolean(val);
-};
-const pyAnd = (a, b) => (isTrue(a) ? b() : a);
-"""
+def _reflex_helpers() -> str:
+    """Reflex's own frontend helpers for `and` (``isTrue``, ``pyAnd``), read from the
+    template its pages are built with, so the expressions run as they do in a page."""
+    template = Path(reflex_base.__file__).parent / ".templates/web/utils/state.js"
+    lines = template.read_text().splitlines()
+    helpers = []
+    for name in ("isTrue", "pyAnd"):
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"export const {name} ="))
+        # A one-line arrow function, or a block that ends with a line of its own.
+        end = start if lines[start].endswith(");") else lines.index("};", start)
+        helpers.append("\n".join(lines[start : end + 1]).removeprefix("export "))
+    return "\n".join(helpers)
 
 
 def _held(state: ChatState) -> dict[str, object]:
@@ -83,7 +88,7 @@ def _in_browser(held: list[dict[str, object]], *expressions: rx.Var[bool]) -> li
         pytest.fail("node is needed to run the page's browser-side expressions")
     variable = format.format_state_name(ChatState.get_full_name())
     script = (
-        f"{_REFLEX_HELPERS}\nconst held = {json.dumps(held)};\n"
+        f"{_reflex_helpers()}\nconst held = {json.dumps(held)};\n"
         f"const values = held.map(({variable}) => [{', '.join(str(e) for e in expressions)}]);\n"
         "console.log(JSON.stringify(values));"
     )

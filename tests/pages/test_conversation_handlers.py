@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import reflex as rx
 from reflex.istate.data import ReflexURL, RouterData
+from reflex_base.event.context import EventContext
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.models import ChatSession, User
@@ -177,6 +178,38 @@ async def test_a_refused_first_question_starts_no_conversation_and_is_given_back
     assert chat.error == "A message is limited to 4,000 characters; this one has 4,999."
     assert (chat.prefill, chat.can_retry, chat.session_id) == (too_long, False, "")
     assert await conversations.list_session_titles(db, actor=user, character_id="socrates") == []
+
+
+async def test_the_first_question_starts_a_conversation_whose_address_the_state_expects(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    """The page puts the new conversation in the address bar itself; the state takes
+    the address on now, so the next question (which brings it) is no navigation."""
+    user = await make_user(db)
+    root = await signed_in_root(db, user, container.settings)
+    chat = await _chat_with_socrates(db, root)
+    page = {
+        "pathname": "/chat/[character_id]",
+        "asPath": "/chat/socrates?starter=0",
+        "query": {"starter": "0", "character_id": "socrates"},
+        "headers": {"origin": "http://localhost:3000"},
+    }
+    root.router_data = root._update_router_vars(page, {})
+    root._clean()
+    event = EventContext(
+        token="token",
+        state_manager=None,  # type: ignore[arg-type]
+        enqueue_impl=None,  # type: ignore[arg-type]
+        router_data=dict(page),
+    )
+
+    with event:
+        await chat._begin("What is courage?")
+    assert chat.session_id and chat.streaming
+    expected = {"session": chat.session_id}
+    assert dict(chat.router.url.query_parameters) == expected
+    assert event.router_data["query"] == {**expected, "character_id": "socrates"}
+    assert not any(name.startswith("rx_router_") for name in root.dirty_vars)
 
 
 async def test_during_a_reply_its_conversation_stays_and_the_others_can_go(

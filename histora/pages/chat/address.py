@@ -17,6 +17,8 @@ address, and Reflex would take that for a navigation and send the router vars ba
 the browser (about 1 KB of payload, 200 bytes on the wire, on the next question).
 The page's events tell the state beforehand (``expect_address_query`` in
 ``histora.state.address``), so the address is already known when that event comes.
+The browser's own copy of the router vars keeps the address it loaded with, until the
+next navigation: nothing on the page reads them (the server's copy is up to date).
 """
 
 from __future__ import annotations
@@ -29,18 +31,20 @@ from histora.pages.chat.state import ChatState
 
 HOOK = "useHistoraConversationAddress"
 
-_HOOK_CODE = f"""
-function {HOOK}(sessionId, hydrated) {{
+_HOOK_CODE = rf"""
+function {HOOK}(sessionId, characterId, hydrated) {{
   const seen = useRef(sessionId);
   useEffect(() => {{
     if (!hydrated || seen.current === sessionId) return;
     seen.current = sessionId;
-    if (!sessionId) return;
+    if (!sessionId || !characterId) return;
     const url = new URL(window.location.href);
-    if (url.searchParams.get("session") === sessionId) return;
+    // Not if the browser has moved on to another figure's page meanwhile.
+    const figure = decodeURIComponent(url.pathname.replace(/\/+$/, "").split("/").pop());
+    if (figure !== characterId || url.searchParams.get("session") === sessionId) return;
     const query = new URLSearchParams({{ session: sessionId }});
     window.history.replaceState(window.history.state, "", `${{url.pathname}}?${{query}}`);
-  }}, [sessionId, hydrated]);
+  }}, [sessionId, characterId, hydrated]);
 }}
 """
 
@@ -56,9 +60,9 @@ class ConversationAddress(rx.Fragment):
         return [_HOOK_CODE]
 
     def add_hooks(self) -> list[str | rx.Var]:
-        session_id, hydrated = ChatState.session_id, rx.State.is_hydrated
-        call = f"{HOOK}({session_id!s}, {hydrated!s});"
-        data = VarData.merge(session_id._get_all_var_data(), hydrated._get_all_var_data())
+        arguments = (ChatState.session_id, ChatState.character.id, rx.State.is_hydrated)
+        call = f"{HOOK}({', '.join(str(argument) for argument in arguments)});"
+        data = VarData.merge(*(argument._get_all_var_data() for argument in arguments))
         return [rx.Var(_js_expr=call, _var_data=data)]
 
 
