@@ -1050,21 +1050,21 @@ def print_summary(opts: Options, rest: RestFigures | None, reflex: ReflexFigures
             ("wire", Reply.wire_per_char, marginal_wire_per_char),
             ("payload", Reply.bytes_per_char, marginal_bytes_per_char),
         ):
-            values = [per_char.fget(r) for r in reflex.replies]
-            later = [per_char.fget(r) for r in reflex.thirds]
-            worst = max(values, default=math.nan)
             marginal = marginal_of(*steps[-1]) if steps else math.nan
-            lines += [
-                (f"Reflex {label} bytes/char ({lengths} tok)",
-                 " / ".join(f"{v:.1f}" for v in values),
-                 f"<= {TARGET_BYTES_PER_CHAR:g}", verdict(within(worst, TARGET_BYTES_PER_CHAR))),
-                ("  the same, third reply of a conversation",
-                 " / ".join(f"{v:.1f}" for v in later),
-                 f"<= {TARGET_BYTES_PER_CHAR:g}",
-                 verdict(within(max(later, default=math.nan), TARGET_BYTES_PER_CHAR))),
+            for title, replies in (
+                (f"Reflex {label} bytes/char ({lengths} tok)", reflex.replies),
+                ("  the same, second reply of a conversation", reflex.seconds),
+                ("  the same, third reply of a conversation", reflex.thirds),
+            ):
+                values = [per_char.fget(r) for r in replies]
+                lines.append(
+                    (title, " / ".join(f"{v:.1f}" for v in values), f"<= {TARGET_BYTES_PER_CHAR:g}",
+                     verdict(within(max(values, default=math.nan), TARGET_BYTES_PER_CHAR)))
+                )  # fmt: skip
+            lines.append(
                 (f"Reflex {label} marginal bytes/char, last step", f"{marginal:.1f}",
-                 f"<= {TARGET_BYTES_PER_CHAR:g}", verdict(within(marginal, TARGET_BYTES_PER_CHAR))),
-            ]  # fmt: skip
+                 f"<= {TARGET_BYTES_PER_CHAR:g}", verdict(within(marginal, TARGET_BYTES_PER_CHAR)))
+            )  # fmt: skip
     print("\n== Summary " + "=" * 69)
     print(
         f"  model: {opts.reply_tokens}-token replies (Reflex: {opts.reflex_lengths}), "
