@@ -33,9 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # ruff: noqa: E402 - the imports below need ROOT on sys.path
-from histora.providers.chat_models import LocalChatModel
 from histora.providers.chat_types import ModelSpec, PromptMessage, StreamDelta, StreamEnd
-from histora.providers.local_model import LocalModelServer, local_model_spec
+from histora.providers.local_model import LocalModelServer, local_chat_model, local_model_spec
 from histora.services import prompting
 from histora.settings import Settings
 
@@ -133,14 +132,7 @@ def prompts(characters: int) -> list[tuple[str, str]]:
 async def one_reply(
     server: LocalModelServer, spec: ModelSpec, system: str, question: str
 ) -> tuple[str, bool]:
-    model = LocalChatModel(
-        installed_problem=None,
-        provider_name="local",
-        base_url=server.base_url,
-        api_key=None,
-        models=[spec],
-        timeout_seconds=spec.total_timeout_seconds,
-    )
+    model = local_chat_model(server, [spec], timeout_seconds=spec.total_timeout_seconds)
     messages = [
         PromptMessage(role="system", content=system),
         PromptMessage(role="user", content=question),

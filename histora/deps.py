@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.db import SessionFactory, create_engine, create_session_factory, session_scope
-from histora.providers.chat_models import ChatModel, LocalChatModel, OpenAICompatibleChatModel
+from histora.providers.chat_models import ChatModel, OpenAICompatibleChatModel
 from histora.providers.chat_types import ModelSpec
 from histora.providers.embedders import Embedder, OpenAIEmbedder, build_embedder
 from histora.providers.file_store import FileStore, LocalFileStore
 from histora.providers.identity import FirebaseIdentityProvider, IdentityProvider
 from histora.providers.local_chroma import LocalChromaServer
-from histora.providers.local_model import LocalModelServer, local_model_spec
+from histora.providers.local_model import LocalModelServer, local_chat_model, local_model_spec
 from histora.providers.vector_store import ChromaVectorStore, VectorStore
 from histora.services.extraction import ExtractionLimits
 from histora.services.ingestion import IngestionContext
@@ -57,13 +57,9 @@ class Container:
         settings = self.settings
         server = self.local_model_server
         if server is not None:
-            return LocalChatModel(
-                installed_problem=server.installation_problem(),
-                may_come_back=server.may_come_back,
-                provider_name="local",
-                base_url=server.base_url,
-                api_key=None,
-                models=[local_model_spec(settings)],
+            return local_chat_model(
+                server,
+                [local_model_spec(settings)],
                 timeout_seconds=settings.model_timeout_seconds,
                 retry_budget_seconds=settings.model_retry_budget_seconds,
             )

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 import httpx
 import reflex as rx
 import uvicorn
+from reflex_base.event.context import EventContext
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import ASGIApp
 
@@ -90,6 +91,39 @@ async def serve_app(app: ASGIApp) -> AsyncIterator[str]:
 def reflex_root() -> rx.State:
     """A fresh Reflex state tree, as one browser tab has, with nobody signed in."""
     return rx.State(_reflex_internal_init=True)  # type: ignore[call-arg]
+
+
+def chat_page_router_data(as_path: str, query: dict[str, str]) -> dict[str, Any]:
+    """An event's routing data on a chat page, as Reflex's backend completes what the
+    browser sends (``query``: the address's own parameters)."""
+    return {
+        "pathname": "/chat/[character_id]",
+        "asPath": as_path,
+        "query": {**query, "character_id": as_path.split("?")[0].rstrip("/").rsplit("/")[-1]},
+        "headers": {"origin": "http://127.0.0.1:3000", "user-agent": "test"},
+        "token": "token",
+        "ip": "127.0.0.1",
+        "sid": "sid",
+    }
+
+
+def on_page(root: rx.State, router_data: dict[str, Any]) -> None:
+    """``root`` as Reflex leaves it after an event from that page: its router vars set,
+    nothing left to send."""
+    root.router_data = root._update_router_vars(router_data, {})
+    root.get_delta()
+    root._clean()
+
+
+def event_context(router_data: dict[str, Any]) -> EventContext:
+    """The context Reflex runs an event handler in, as far as routing goes (a copy of
+    ``router_data``, which handlers may change for the events they lead to)."""
+    return EventContext(
+        token=str(router_data.get("token", "token")),
+        state_manager=None,  # type: ignore[arg-type]
+        enqueue_impl=None,  # type: ignore[arg-type]
+        router_data=dict(router_data),
+    )
 
 
 def substate(root: rx.State, state: type[StateT]) -> StateT:

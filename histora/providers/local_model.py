@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from histora.providers.chat_models import LocalChatModel
 from histora.providers.chat_types import ModelSpec
 from histora.providers.local_server import LocalServer
 from histora.settings import Settings
@@ -116,3 +117,24 @@ class LocalModelServer(LocalServer):
             "--no-webui",
             "--slots",  # the busy check before a stop reads it
         ]  # fmt: skip
+
+
+def local_chat_model(
+    server: LocalModelServer,
+    models: list[ModelSpec],
+    *,
+    timeout_seconds: float,
+    retry_budget_seconds: float = 10.0,
+) -> LocalChatModel:
+    """A client of ``server``'s model: unhealthy while it is not installed, and waited
+    for (within the retry budget) while its supervisor restarts it."""
+    return LocalChatModel(
+        installed_problem=server.installation_problem(),
+        may_come_back=server.may_come_back,
+        provider_name="local",
+        base_url=server.base_url,
+        api_key=None,
+        models=models,
+        timeout_seconds=timeout_seconds,
+        retry_budget_seconds=retry_budget_seconds,
+    )

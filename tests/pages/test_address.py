@@ -4,43 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from reflex_base.event.context import EventContext
-
 from histora.pages.chat.state import ChatState
 from histora.state.address import expect_address_query
-from tests.support import reflex_root, substate
-
-ORIGIN = "http://127.0.0.1:3000"
+from tests.support import chat_page_router_data, event_context, on_page, reflex_root, substate
 
 
-def _router_data(as_path: str, query: dict[str, str]) -> dict[str, Any]:
-    """An event's routing data on the chat page, as Reflex's backend completes it."""
-    return {
-        "pathname": "/chat/[character_id]",
-        "asPath": as_path,
-        "query": {**query, "character_id": "socrates"},
-        "headers": {"origin": ORIGIN, "user-agent": "test"},
-        "token": "token",
-        "ip": "127.0.0.1",
-        "sid": "sid",
-    }
-
-
-def _on_page(as_path: str, query: dict[str, str]) -> ChatState:
+def _chat_on(as_path: str, query: dict[str, str]) -> ChatState:
     root = reflex_root()
-    root.router_data = root._update_router_vars(_router_data(as_path, query), {})
-    root.get_delta()
-    root._clean()
+    on_page(root, chat_page_router_data(as_path, query))
     return substate(root, ChatState)
-
-
-def _event(router_data: dict[str, Any]) -> EventContext:
-    return EventContext(
-        token="token",
-        state_manager=None,  # type: ignore[arg-type]
-        enqueue_impl=None,  # type: ignore[arg-type]
-        router_data=router_data,
-    )
 
 
 def _brings_a_navigation(chat: ChatState, router_data: dict[str, Any]) -> bool:
@@ -52,8 +24,9 @@ def _brings_a_navigation(chat: ChatState, router_data: dict[str, Any]) -> bool:
 
 
 def test_the_address_the_page_sets_itself_is_no_navigation_on_the_next_event() -> None:
-    chat = _on_page("/chat/socrates?starter=1", {"starter": "1"})
-    with _event(_router_data("/chat/socrates?starter=1", {"starter": "1"})) as event:
+    opened = chat_page_router_data("/chat/socrates?starter=1", {"starter": "1"})
+    chat = _chat_on("/chat/socrates?starter=1", {"starter": "1"})
+    with event_context(opened) as event:
         expect_address_query(chat, {"session": "0f0e"})
         # A reply's stream, which this event goes on to, reads the new address too.
         assert event.router_data["asPath"] == "/chat/socrates?session=0f0e"
@@ -62,22 +35,22 @@ def test_the_address_the_page_sets_itself_is_no_navigation_on_the_next_event() -
     assert chat._get_root_state().get_delta() == {}  # the browser has it already
 
     # The question that follows, from the address the browser shows now.
-    following = _router_data("/chat/socrates?session=0f0e", {"session": "0f0e"})
+    following = chat_page_router_data("/chat/socrates?session=0f0e", {"session": "0f0e"})
     assert not _brings_a_navigation(chat, following)
 
 
 def test_without_it_the_next_event_resends_the_router() -> None:
-    chat = _on_page("/chat/socrates", {})
-    following = _router_data("/chat/socrates?session=0f0e", {"session": "0f0e"})
+    chat = _chat_on("/chat/socrates", {})
+    following = chat_page_router_data("/chat/socrates?session=0f0e", {"session": "0f0e"})
     assert _brings_a_navigation(chat, following)
 
 
 def test_an_address_the_browser_did_not_take_is_a_navigation_again() -> None:
     """Should the browser not change its address, its next event puts the state back."""
-    chat = _on_page("/chat/socrates", {})
-    with _event(_router_data("/chat/socrates", {})):
+    chat = _chat_on("/chat/socrates", {})
+    with event_context(chat_page_router_data("/chat/socrates", {})):
         expect_address_query(chat, {"session": "0f0e"})
-    unchanged = _router_data("/chat/socrates", {})
+    unchanged = chat_page_router_data("/chat/socrates", {})
     assert _brings_a_navigation(chat, unchanged)
     root = chat._get_root_state()
     root.router_data = root._update_router_vars(unchanged, root.router_data)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import reflex as rx
 from reflex.istate.data import ReflexURL, RouterData
-from reflex_base.event.context import EventContext
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.models import ChatSession, User
@@ -22,7 +21,13 @@ from histora.services import chat as chat_service
 from histora.services import conversations
 from tests.conftest import FakeProvidersContainer
 from tests.factories import make_user
-from tests.support import signed_in_root, substate
+from tests.support import (
+    chat_page_router_data,
+    event_context,
+    on_page,
+    signed_in_root,
+    substate,
+)
 
 
 async def _socrates(db: AsyncSession) -> CharacterPublic:
@@ -188,20 +193,9 @@ async def test_the_first_question_starts_a_conversation_whose_address_the_state_
     user = await make_user(db)
     root = await signed_in_root(db, user, container.settings)
     chat = await _chat_with_socrates(db, root)
-    page = {
-        "pathname": "/chat/[character_id]",
-        "asPath": "/chat/socrates?starter=0",
-        "query": {"starter": "0", "character_id": "socrates"},
-        "headers": {"origin": "http://localhost:3000"},
-    }
-    root.router_data = root._update_router_vars(page, {})
-    root._clean()
-    event = EventContext(
-        token="token",
-        state_manager=None,  # type: ignore[arg-type]
-        enqueue_impl=None,  # type: ignore[arg-type]
-        router_data=dict(page),
-    )
+    page = chat_page_router_data("/chat/socrates?starter=0", {"starter": "0"})
+    on_page(root, page)
+    event = event_context(page)
 
     with event:
         await chat._begin("What is courage?")

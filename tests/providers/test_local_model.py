@@ -13,7 +13,7 @@ import uvloop
 
 from histora.providers.chat_models import LocalChatModel
 from histora.providers.chat_types import ModelSpec, PromptMessage, StreamDelta, StreamEnd
-from histora.providers.local_model import MODEL_ALIAS, LocalModelServer
+from histora.providers.local_model import MODEL_ALIAS, LocalModelServer, local_chat_model
 from histora.settings import Settings
 
 
@@ -30,14 +30,7 @@ def _settings(tmp_path: Path, **values: object) -> Settings:
 
 
 def _chat_model(server: LocalModelServer) -> LocalChatModel:
-    return LocalChatModel(
-        installed_problem=server.installation_problem(),
-        provider_name="local",
-        base_url=server.base_url,
-        api_key=None,
-        models=[MODEL_ALIAS],
-        timeout_seconds=10,
-    )
+    return local_chat_model(server, [ModelSpec(name=MODEL_ALIAS)], timeout_seconds=10)
 
 
 async def test_missing_binary_is_reported_with_a_fix(tmp_path: Path) -> None:
@@ -109,14 +102,8 @@ async def test_stopping_lets_another_workers_reply_finish(tmp_path: Path) -> Non
     """The worker running the server stops (gunicorn replaced it) while another worker
     streams a reply from it: the reply completes before the server goes."""
     server = LocalModelServer(_settings(tmp_path, local_model_threads=1))
-    model = LocalChatModel(
-        installed_problem=None,
-        provider_name="local",
-        base_url=server.base_url,
-        api_key=None,
-        models=[ModelSpec(name=MODEL_ALIAS, temperature=0.0, max_tokens=120)],
-        timeout_seconds=60,
-    )
+    spec = ModelSpec(name=MODEL_ALIAS, temperature=0.0, max_tokens=120)
+    model = local_chat_model(server, [spec], timeout_seconds=60)
     running = server.run()
     await running.__aenter__()
     try:

@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
+from histora.machine_lock import try_acquire
 from histora.providers.local_server import LocalServer
 
 
@@ -199,9 +200,7 @@ async def test_a_worker_without_the_lock_takes_over_when_the_owner_stops(
 
 def _lock_is_free(path: Path) -> bool:
     lock = FileLock(str(path))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
+    if not try_acquire(lock):
         return False
     lock.release()
     return True

@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from histora.models import ChatMessage, MessageStatus
 from histora.providers.chat_models import LocalChatModel
 from histora.providers.chat_types import ModelSpec
-from histora.providers.local_model import MODEL_ALIAS, LocalModelServer
+from histora.providers.local_model import MODEL_ALIAS, LocalModelServer, local_chat_model
 from histora.services import chat as chat_service
 from histora.services import conversations
 from histora.settings import Settings
@@ -36,14 +36,8 @@ async def server(tmp_path: Path) -> AsyncIterator[LocalModelServer]:
 
 
 def _model(server: LocalModelServer) -> LocalChatModel:
-    return LocalChatModel(
-        installed_problem=None,
-        provider_name="local",
-        base_url=server.base_url,
-        api_key=None,
-        models=[ModelSpec(name=MODEL_ALIAS, temperature=0.0, max_tokens=96, context_window=2048)],
-        timeout_seconds=60,
-    )
+    spec = ModelSpec(name=MODEL_ALIAS, temperature=0.0, max_tokens=96, context_window=2048)
+    return local_chat_model(server, [spec], timeout_seconds=60)
 
 
 async def _reply(db: AsyncSession, session_id: uuid.UUID) -> ChatMessage:

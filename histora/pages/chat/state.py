@@ -76,8 +76,8 @@ STATE_NAME = "chat"
 COMPOSER_ID = "chat-input"
 CONVERSATION_END = "chat-end"
 
-# What a send returns to Reflex: nothing, or the events to run next.
-Followups = rx.event.EventSpec | list[rx.event.EventSpec | rx.event.EventHandler] | None
+# What a send returns to Reflex: nothing, or the reply's stream to run next.
+Followups = rx.event.EventHandler | None
 
 
 class ChatState(rx.State):
