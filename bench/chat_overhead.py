@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pause_penalty
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "bench"
@@ -641,12 +642,14 @@ class RestFigures:
     histora_one: Summary
     direct_many: Summary
     histora_many: Summary
+    pause: pause_penalty.PausePenalty
 
 
 async def bench_rest(
     opts: Options, model_url: str, api_url: str, passthrough_url: str
 ) -> RestFigures:
     n, runs = opts.streams, opts.warmups + opts.requests
+    pause = await pause_penalty.measure_in_loop()
     async with new_client(n + 10) as client:
         await use_api_key(client, api_url)
         one_ids = await create_sessions(client, api_url, runs)
@@ -669,6 +672,7 @@ async def bench_rest(
         histora_one=Summary.of(histora_one),
         direct_many=Summary.of(direct_many),
         histora_many=Summary.of(histora_many),
+        pause=pause,
     )
 
 
@@ -692,6 +696,7 @@ def run_rest(opts: Options, log_dir: Path) -> RestFigures:
         figures.histora_one,
         figures.passthrough_one,
     )
+    print(f"  This machine, {pause_penalty.describe(figures.pause)}.")
     print_comparison(
         f"REST SSE route, {figures.streams} concurrent streams (one session each)",
         figures.direct_many,
@@ -1021,6 +1026,8 @@ def _rest_summary(rest: RestFigures) -> list[tuple[str, str, str, str]]:
          verdict(within(one_added * 1000, TARGET_REST_ADDED_TTFT_MS))),
         ("  of which a bare relay adds (passthrough)", ms(floor_added), "", ""),
         ("  of which Histora's own work", ms(own), "", ""),
+        ("  request code after a pause, against back to back",
+         f"{rest.pause.factor:.1f}x slower", "", ""),
         ("REST TTFT ratio p50, 1 stream",
          times(ratio(rest.histora_one.ttft_p50, rest.direct_one.ttft_p50)), "", ""),
         ("REST total ratio p50, 1 stream",

@@ -281,7 +281,16 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
     def rollback(self) -> None:
         with self._then_end_turn():
-            super().rollback()
+            # sqlite3's rollback does nothing outside a transaction, and the pool rolls
+            # back every connection it takes back, most often just after a commit: skip
+            # the trip to aiosqlite's thread (the flag is read without one).
+            if self._in_transaction():
+                super().rollback()
+
+    def _in_transaction(self) -> bool:
+        connection = cast(aiosqlite.Connection, self._connection)
+        # A closed connection has nothing to roll back either (the base class skips it).
+        return connection._connection is not None and connection.in_transaction
 
     def close(self) -> None:
         with self._then_end_turn():

@@ -63,9 +63,8 @@ async def test_sqlite_transactions_take_the_write_lock_up_front(tmp_path: Path) 
         await engine.dispose()
 
 
-async def test_sqlite_statements_take_one_trip_to_the_driver_thread_and_read_as_before(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _count_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, the name of each function run on aiosqlite's thread, in order."""
     trips: list[str] = []
     run_on_thread = aiosqlite.Connection._execute
 
@@ -73,11 +72,18 @@ async def test_sqlite_statements_take_one_trip_to_the_driver_thread_and_read_as_
         trips.append(getattr(fn, "__name__", repr(fn)))
         return await run_on_thread(self, fn, *args, **kwargs)
 
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return trips
+
+
+async def test_sqlite_statements_take_one_trip_to_the_driver_thread_and_read_as_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = create_engine(_settings(tmp_path))
     try:
         async with engine.begin() as connection:
             await connection.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, x TEXT UNIQUE)"))
-        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        trips = _count_trips(monkeypatch)
         async with engine.connect() as connection, connection.begin():
             trips.clear()
             inserted = await connection.execute(
@@ -105,6 +111,32 @@ async def test_sqlite_statements_take_one_trip_to_the_driver_thread_and_read_as_
             assert [row.x async for row in streamed][:2] == ["row 0!", "row 1!"]
             with pytest.raises(OperationalError, match="no such table"):
                 await connection.execute(text("SELECT * FROM missing"))
+    finally:
+        await engine.dispose()
+
+
+async def test_a_connection_back_in_the_pool_after_a_commit_takes_no_trip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_engine(_settings(tmp_path))
+    try:
+        await _ready(engine, 1)
+        trips = _count_trips(monkeypatch)
+        async with engine.connect() as connection:
+            await connection.begin()
+            await connection.execute(text("INSERT INTO turns VALUES (1)"))
+            await connection.commit()
+            trips.clear()
+        # The pool's rollback on return found no transaction: nothing to send.
+        assert trips == []
+        async with engine.connect() as connection:
+            await connection.begin()
+            await connection.execute(text("INSERT INTO turns VALUES (2)"))
+            trips.clear()
+        # Returned mid-transaction: rolled back on the thread, the write undone.
+        assert trips == ["rollback"]
+        assert await _written(engine) == [1]
+        assert not sqlite_driver._turns_for(str(tmp_path / "app.db")).lock.locked()
     finally:
         await engine.dispose()
 

@@ -11,7 +11,7 @@ import secrets
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, func, or_
+from sqlalchemy import ColumnElement, bindparam, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -29,6 +29,14 @@ _MAX_KEY_LENGTH = 128
 # Writing last_used_at on every request would turn every read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 INVALID_KEY = "This API key is invalid, expired or revoked."
+
+
+# The key and its owner in one query, built once: this runs on every API request.
+_KEY_AND_OWNER = (
+    select(ApiKey, User)
+    .join(User, col(User.id) == col(ApiKey.user_id))
+    .where(col(ApiKey.key_hash) == bindparam("key_hash"))
+)
 
 
 def hash_api_key(key: str) -> str:
@@ -98,14 +106,7 @@ async def actor_from_api_key(db: AsyncSession, *, key: str) -> User:
     """The owner of a valid key; refuses unknown, revoked, expired keys and disabled owners."""
     if not key.startswith(KEY_PREFIX) or len(key) > _MAX_KEY_LENGTH:
         raise UnauthorizedError(INVALID_KEY)
-    # The key and its owner in one query: this runs on every API request.
-    found = (
-        await db.exec(
-            select(ApiKey, User)
-            .join(User, col(User.id) == col(ApiKey.user_id))
-            .where(ApiKey.key_hash == hash_api_key(key))
-        )
-    ).first()
+    found = (await db.exec(_KEY_AND_OWNER, params={"key_hash": hash_api_key(key)})).first()
     now = utcnow()
     if found is None:
         raise UnauthorizedError(INVALID_KEY)
