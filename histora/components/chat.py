@@ -5,7 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from histora.components.sources import sources_row
-from histora.models.chat import ChatBubble
+from histora.models.chat import CUT_SHORT, ChatBubble
 from histora.models.documents import CitationPublic
 
 # Inside a bubble: wide tables and code scroll on their own instead of widening the page,
@@ -87,6 +87,10 @@ def _status_note(message: rx.Var[ChatBubble]) -> rx.Component:
     return rx.match(
         message.status,
         ("stopped", _note("Stopped", color=quiet, test_id="stopped")),
+        (
+            CUT_SHORT,
+            _note("Cut off at the length limit for a reply.", color=quiet, test_id="cut-short"),
+        ),
         # Opened while another tab or device is still receiving it; the page shows the
         # reply once it is saved (ChatState.follow_reply).
         (

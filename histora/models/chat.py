@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Index, String, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from histora.models.base import (
@@ -64,6 +64,9 @@ class ChatMessage(SQLModel, table=True):
     role: MessageRole = enum_field(MessageRole.USER)
     content: str = Field(default="", sa_type=Text)
     status: MessageStatus = enum_field(MessageStatus.COMPLETE)
+    # The reply ended at the model's length limit (max tokens), not where the model
+    # meant to end it: most likely mid-sentence.
+    cut_short: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     model: str | None = Field(default=None, sa_type=String(200))
     prompt_tokens: int = Field(default=0)
     completion_tokens: int = Field(default=0)
@@ -94,6 +97,7 @@ class ChatMessagePublic(SQLModel):
     role: MessageRole
     content: str
     status: MessageStatus
+    cut_short: bool
     model: str | None
     prompt_tokens: int
     completion_tokens: int
@@ -104,13 +108,19 @@ class ChatMessagePublic(SQLModel):
     created_at: datetime
 
 
+# How a chat bubble shows a complete reply cut off by the model's length limit.
+CUT_SHORT = "cut_short"
+
+
 class ChatBubble(SQLModel):
     """What the chat page draws for a message. The page's message lists travel over the
     websocket whole whenever they change, so they carry only what is shown."""
 
     role: MessageRole
     content: str
-    status: MessageStatus
+    # The message's status, or CUT_SHORT for a complete reply that the model's length
+    # limit ended: one field either way, in lists that travel whole.
+    status: str
     citations: list[CitationPublic]
 
     @classmethod
@@ -118,7 +128,7 @@ class ChatBubble(SQLModel):
         return cls(
             role=message.role,
             content=message.content,
-            status=message.status,
+            status=CUT_SHORT if message.cut_short else message.status.value,
             citations=message.citations,
         )
 

@@ -69,6 +69,7 @@ class FakeChatModel:
         fail_after_chars: int | None = None,
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
+        finish_reason: str = "stop",
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
@@ -85,6 +86,7 @@ class FakeChatModel:
         self.fail_after_chars = fail_after_chars
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
+        self.finish_reason = finish_reason  # "length": as if max tokens cut the reply
         self.calls: list[list[PromptMessage]] = []
 
     @property
@@ -146,7 +148,7 @@ class FakeChatModel:
             model=self._model_name,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
-            finish_reason="stop",
+            finish_reason=self.finish_reason,
         )
 
 

@@ -504,6 +504,7 @@ def _new_message(
         role=role,
         content=content,
         status=status,
+        cut_short=False,
         model=None,
         prompt_tokens=0,
         completion_tokens=0,
@@ -696,6 +697,11 @@ async def _prompt(
     )
 
 
+# The finish reason of a reply that ran into its max tokens (OpenAI's, which
+# OpenRouter and llama-server report too).
+LENGTH_LIMIT_REACHED = "length"
+
+
 @dataclass
 class _Reply:
     parts: list[str] = field(default_factory=list)
@@ -738,6 +744,11 @@ async def _persist_reply(
             return conversations.message_public(message)
         message.content = reply.text
         message.status = reply.status
+        message.cut_short = (
+            reply.status == MessageStatus.COMPLETE
+            and end is not None
+            and end.finish_reason == LENGTH_LIMIT_REACHED
+        )
         message.model = (end.model if end else None) or reply.model
         message.prompt_tokens = prompt_tokens
         message.completion_tokens = completion_tokens

@@ -17,18 +17,27 @@ from tests.support import parse_sse
 SESSIONS = "/api/v1/chat/sessions"
 
 
+def _use_endpoint(
+    container: FakeProvidersContainer, server: FakeOpenAIServer, models: list[ModelSpec]
+) -> None:
+    """The app's chat model: the production client, on ``server``, with ``models``."""
+    container.__dict__["chat_model"] = OpenAICompatibleChatModel(
+        provider_name="openai-compatible",
+        base_url=server.base_url,
+        api_key="test-key",
+        models=models,
+        timeout_seconds=10,
+    )
+
+
 @pytest.fixture
 async def endpoint(container: FakeProvidersContainer) -> AsyncIterator[FakeOpenAIServer]:
     server = FakeOpenAIServer()
     server.register("primary/broken", ModelScript(status_code=503))
     server.register("backup/works", ModelScript(reply="Know thyself, my friend."))
     async with server.serve() as running:
-        container.__dict__["chat_model"] = OpenAICompatibleChatModel(
-            provider_name="openai-compatible",
-            base_url=running.base_url,
-            api_key="test-key",
-            models=[ModelSpec(name="primary/broken"), ModelSpec(name="backup/works")],
-            timeout_seconds=10,
+        _use_endpoint(
+            container, running, [ModelSpec(name="primary/broken"), ModelSpec(name="backup/works")]
         )
         yield running
 
@@ -59,3 +68,26 @@ async def test_provider_usage_is_recorded(
     )
     reply = response.json()["reply"]
     assert reply["completion_tokens"] > 0 and reply["prompt_tokens"] > 0
+
+
+async def test_a_reply_the_model_cut_off_at_max_tokens_says_so(
+    client: httpx.AsyncClient, container: FakeProvidersContainer
+) -> None:
+    server = FakeOpenAIServer()
+    server.register("small", ModelScript(reply="One two three four five six seven eight."))
+    async with server.serve() as running:
+        _use_endpoint(container, running, [ModelSpec(name="small", max_tokens=3)])
+        session_id = (await client.post(SESSIONS, json={"character_id": "socrates"})).json()["id"]
+        url = f"{SESSIONS}/{session_id}/messages"
+        events = parse_sse((await client.post(url, json={"content": "Count?"})).text)
+        assert events[-1][0] == "done"
+        assert events[-1][1]["content"] == "One two three " and events[-1][1]["cut_short"]
+        # Listed the same way afterwards; the question itself is never cut short.
+        listed = (await client.get(url)).json()["items"]
+        assert [(m["role"], m["cut_short"]) for m in listed] == [
+            ("user", False),
+            ("assistant", True),
+        ]
+        server.register("small", ModelScript(reply="Done."))
+        reply = (await client.post(url, json={"content": "And?", "stream": False})).json()
+        assert reply["reply"]["content"] == "Done." and not reply["reply"]["cut_short"]

@@ -468,3 +468,31 @@ def test_a_new_conversation_page_keeps_its_address_until_a_question_starts_one(
     page.get_by_test_id("stop").click()
     expect(page).to_have_url(re.compile(r"/chat/plato/?\?session=[0-9a-f-]{36}$"))
     assert page.url.split("session=")[1] != first
+
+
+def test_a_reply_cut_off_at_the_length_limit_says_so_and_continue_asks_for_the_rest(
+    app_url: str, app_data_dir: Path, page: Page
+) -> None:
+    _new_socrates_conversation(page, app_url, "cut", "Tell me of the cave.")
+    expect(page.get_by_test_id("continue")).to_have_count(0)  # stopped, not cut off
+    session = uuid.UUID(page.url.split("session=")[1])
+    # As the model's length limit leaves a reply (the page shows what was saved).
+    with sqlite3.connect(app_data_dir / "app.db") as database:
+        database.execute(
+            "UPDATE chat_messages SET content = ?, status = 'complete', cut_short = 1 "
+            "WHERE session_id = ? AND role = 'assistant'",
+            ("Imagine prisoners chained in a cave, who see only", session.hex),
+        )
+    page.reload()
+    reply = page.get_by_test_id("assistant-message")
+    expect(reply.get_by_test_id("cut-short-note")).to_be_visible()
+    page.get_by_test_id("continue").click()
+
+    expect(page.get_by_test_id("user-message").last).to_have_text("Please go on.")
+    expect(page.get_by_test_id("draft-message")).to_be_visible()
+    page.get_by_test_id("stop").click()
+    expect(reply).to_have_count(2, timeout=90_000)
+    # The next reply was stopped, not cut off: nothing more to continue.
+    expect(reply.last.get_by_test_id("stopped-note")).to_be_visible()
+    expect(page.get_by_test_id("continue")).to_have_count(0)
+    expect(reply.first.get_by_test_id("cut-short-note")).to_be_visible()

@@ -24,6 +24,7 @@ from histora.pages.chat.state import (
     ChatState,
     _should_flush,
     _starter_index,
+    can_continue,
     can_regenerate,
     conversation_is_empty,
 )
@@ -36,13 +37,14 @@ def _chat_state() -> ChatState:
     return substate(reflex_root(), ChatState)
 
 
-def _message(n: int) -> ChatMessagePublic:
+def _message(n: int, *, cut_short: bool = False) -> ChatMessagePublic:
     return ChatMessagePublic(
         id=uuid.uuid4(),
         session_id=SESSION,
         role=MessageRole.USER if n % 2 == 0 else MessageRole.ASSISTANT,
         content=f"message {n}",
         status=MessageStatus.COMPLETE,
+        cut_short=cut_short,
         model=None,
         prompt_tokens=0,
         completion_tokens=0,
@@ -163,6 +165,30 @@ def test_regenerate_drops_the_last_reply_wherever_it_is() -> None:
     assert _shown(state) == ["message 0"] and not any(state._conversation()[1:])
     state._append(_message(1))  # the next reply takes the list that was emptied
     assert state.get_value("a0") and _shown(state) == ["message 0", "message 1"]
+
+
+def test_continue_is_offered_only_after_a_last_reply_cut_off_at_the_length_limit() -> None:
+    state = _chat_state()
+    state._show([])
+    steps, expected = [_held(state)], [False]  # nothing to continue
+    state._append(_message(0))
+    state._append(_message(1, cut_short=True))
+    steps.append(_held(state))
+    expected.append(True)
+    state.streaming = True  # not while a reply is being written
+    steps.append(_held(state))
+    expected.append(False)
+    state.streaming = False
+    state._append(_message(2))  # the user's next question
+    steps.append(_held(state))
+    expected.append(False)
+    state._append(_message(3))  # its reply ended where the model meant it to
+    steps.append(_held(state))
+    expected.append(False)
+    state._show([_message(0), _message(1, cut_short=True)])  # opened from the database
+    steps.append(_held(state))
+    expected.append(True)
+    assert [values[0] for values in _in_browser(steps, can_continue())] == expected
 
 
 def test_an_empty_conversation_shows_the_starters() -> None:

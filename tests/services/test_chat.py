@@ -92,6 +92,38 @@ async def test_provider_token_counts_are_stored(
     assert usage.user_id == user.id
 
 
+async def test_a_reply_cut_off_at_the_length_limit_is_saved_as_cut_short(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    cut = FakeChatModel(reply="Virtue, my friend, is a kind of", finish_reason="length")
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Virtue?")
+    _, done = await _run(container, turn, cut)
+    assert isinstance(done, chat_service.ReplyDone)
+    assert done.message.status == MessageStatus.COMPLETE and done.message.cut_short
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Go on.")
+    _, done = await _run(container, turn, FakeChatModel(reply="knowledge."))
+    assert not done.message.cut_short
+    saved = await _messages(db, session_id)
+    assert [(m.role, m.cut_short) for m in saved] == [
+        ("user", False),
+        ("assistant", True),
+        ("user", False),
+        ("assistant", False),
+    ]
+    # Stopped before the model's end: whatever the model would have said, it is the
+    # user who cut it off.
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="More?")
+    _, done = await _run(
+        container,
+        turn,
+        FakeChatModel(reply="a" * 40, finish_reason="length"),
+        should_stop=lambda: True,
+    )
+    assert done.message.status == MessageStatus.STOPPED and not done.message.cut_short
+
+
 async def test_user_message_is_saved_before_the_model_fails(
     db: AsyncSession, container: FakeProvidersContainer
 ) -> None:

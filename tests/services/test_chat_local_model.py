@@ -35,8 +35,8 @@ async def server(tmp_path: Path) -> AsyncIterator[LocalModelServer]:
         yield server
 
 
-def _model(server: LocalModelServer) -> LocalChatModel:
-    spec = ModelSpec(name=MODEL_ALIAS, temperature=0.0, max_tokens=96, context_window=2048)
+def _model(server: LocalModelServer, *, max_tokens: int = 96) -> LocalChatModel:
+    spec = ModelSpec(name=MODEL_ALIAS, temperature=0.0, max_tokens=max_tokens, context_window=2048)
     return local_chat_model(server, [spec], timeout_seconds=60)
 
 
@@ -68,6 +68,15 @@ async def test_socrates_answers_from_the_local_model(
     assert reply.content.strip() and deltas > 3
     assert reply.model == MODEL_ALIAS
     assert reply.prompt_tokens > 50 and 0 < reply.completion_tokens <= 96
+    # llama-server says when max tokens ended the reply, and the reply is marked so.
+    assert reply.cut_short == (reply.completion_tokens == 96)
+    short = _model(server, max_tokens=8)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Go on.")
+    async for _ in chat_service.stream_turn(container.db_session, turn=turn, chat_model=short):
+        pass
+    reply = await _reply(db, session_id)
+    assert reply.status == MessageStatus.COMPLETE
+    assert reply.completion_tokens == 8 and reply.cut_short
 
 
 async def test_killing_the_server_mid_reply_saves_a_failed_partial(

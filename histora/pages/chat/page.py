@@ -22,6 +22,7 @@ from histora.pages.chat.state import (
     COMPOSER_ID,
     CONVERSATION_END,
     ChatState,
+    can_continue,
     can_regenerate,
     conversation_is_empty,
 )
@@ -465,6 +466,26 @@ def _composer() -> rx.Component:
                     data_testid="stop",
                 ),
                 rx.button(rx.icon("send"), "Send", type="submit", data_testid="send"),
+            ),
+            rx.cond(
+                can_continue(),
+                rx.button(
+                    rx.icon("chevrons-right"),
+                    # On a phone the icon alone, so the message box keeps its width.
+                    rx.text(
+                        "Continue", as_="span", display=rx.breakpoints(initial="none", sm="inline")
+                    ),
+                    type="button",
+                    variant="soft",
+                    aria_label="Continue the reply",
+                    on_click=[
+                        ChatState.continue_reply,
+                        rx.scroll_to(CONVERSATION_END, align_to_top=False),
+                        _focus_composer(),
+                    ],
+                    title="Ask for the rest of the reply",
+                    data_testid="continue",
+                ),
             ),
             rx.cond(
                 can_regenerate(),

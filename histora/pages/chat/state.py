@@ -15,7 +15,13 @@ from histora import deps
 from histora.errors import HistoraError, NotFoundError
 from histora.models import User
 from histora.models.characters import CharacterPublic
-from histora.models.chat import ChatBubble, ChatMessagePublic, MessageStatus, SessionLink
+from histora.models.chat import (
+    CUT_SHORT,
+    ChatBubble,
+    ChatMessagePublic,
+    MessageStatus,
+    SessionLink,
+)
 from histora.pages.chat.draft import ChatDraft
 from histora.pages.chat.parts import with_piece, without_last
 from histora.services import characters as characters_service
@@ -50,6 +56,9 @@ MESSAGES_SHOWN = 500
 # a reply takes: a model's total timeout is 2 minutes).
 FOLLOW_SECONDS = 1.0
 FOLLOW_LIMIT_SECONDS = 300.0
+# What Continue sends after a reply cut off at the length limit: the conversation then
+# reads as the user asking for the rest, which is what happened.
+CONTINUE_MESSAGE = "Please go on."
 
 
 def _should_flush(pending_chars: int, since_flush: float, flushes: int) -> bool:
@@ -431,6 +440,11 @@ class ChatState(rx.State):
         return await self._begin("", regenerate=True)
 
     @rx.event
+    async def continue_reply(self) -> Followups:
+        """After a reply cut off at the length limit: ask for the rest, as a user would."""
+        return await self._begin(CONTINUE_MESSAGE)
+
+    @rx.event
     def stop(self) -> None:
         self._stop_requested = True
 
@@ -496,10 +510,19 @@ def conversation_is_empty() -> rx.Var[bool]:
     return (ChatState.messages.length() == 0) & (ChatState.a0.length() == 0)
 
 
-def can_regenerate() -> rx.Var[bool]:
-    """No reply is being written, and the last message is a reply."""
+def _last_message() -> rx.Var[ChatBubble]:
     parts = (getattr(ChatState, name) for name in ("messages", *ADDED_NAMES))
     conversation: rx.vars.ArrayVar[list[ChatBubble]] = functools.reduce(operator.add, parts)
-    # An empty conversation has no last item: ``.at(-1)?.role`` is undefined there.
-    last_is_reply = conversation[-1].role == "assistant"  # type: ignore[attr-defined]
+    # An empty conversation has no last item: its fields are undefined there.
+    return conversation[-1]
+
+
+def can_regenerate() -> rx.Var[bool]:
+    """No reply is being written, and the last message is a reply."""
+    last_is_reply = _last_message().role == "assistant"  # type: ignore[attr-defined]
     return ~ChatState.streaming & last_is_reply
+
+
+def can_continue() -> rx.Var[bool]:
+    """As ``can_regenerate``, and that last reply was cut off at the length limit."""
+    return can_regenerate() & (_last_message().status == CUT_SHORT)  # type: ignore[attr-defined]

@@ -1,0 +1,27 @@
+"""chat message cut short
+
+Revision ID: 44e4b10bb458
+Revises: 4b08f6d9d323
+Create Date: 2026-12-07 19:40:56.905751
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision: str = '44e4b10bb458'
+down_revision: str | None = '4b08f6d9d323'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('chat_messages', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('cut_short', sa.Boolean(), server_default=sa.false(), nullable=False))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('chat_messages', schema=None) as batch_op:
+        batch_op.drop_column('cut_short')
