@@ -283,7 +283,10 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         with self._then_end_turn():
             # sqlite3's rollback does nothing outside a transaction, and the pool rolls
             # back every connection it takes back, most often just after a commit: skip
-            # the trip to aiosqlite's thread (the flag is read without one).
+            # the trip to aiosqlite's thread (the flag is read without one). The flag is
+            # read now, not after the thread's queue: nothing is left queued there,
+            # since every statement is awaited, and a wait that was cancelled makes
+            # SQLAlchemy invalidate the connection rather than roll it back.
             if self._in_transaction():
                 super().rollback()
 

@@ -136,7 +136,17 @@ async def test_a_connection_back_in_the_pool_after_a_commit_takes_no_trip(
         # Returned mid-transaction: rolled back on the thread, the write undone.
         assert trips == ["rollback"]
         assert await _written(engine) == [1]
-        assert not sqlite_driver._turns_for(str(tmp_path / "app.db")).lock.locked()
+        turns = sqlite_driver._turns_for(str(tmp_path / "app.db"))
+        assert not turns.lock.locked()
+        async with engine.connect() as connection:
+            await connection.begin()
+            await connection.execute(text("INSERT INTO turns VALUES (3)"))
+            # SQLite's transaction ends behind SQLAlchemy's back (as an INSERT OR
+            # ROLLBACK conflict would end it): no trip, and the turn is handed on.
+            await connection.exec_driver_sql("ROLLBACK")
+            trips.clear()
+        assert trips == [] and not turns.lock.locked()
+        assert await _written(engine) == [1]
     finally:
         await engine.dispose()
 

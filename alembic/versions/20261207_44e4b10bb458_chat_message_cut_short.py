@@ -17,11 +17,16 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ADD and DROP COLUMN, which SQLite does in place: batch mode would rebuild the
+# table, rewriting every message for one column.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table('chat_messages', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('cut_short', sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.add_column(
+        'chat_messages',
+        sa.Column('cut_short', sa.Boolean(), server_default=sa.false(), nullable=False),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('chat_messages', schema=None) as batch_op:
-        batch_op.drop_column('cut_short')
+    op.drop_column('chat_messages', 'cut_short')

@@ -816,7 +816,8 @@ async def stream_turn(
                         yield ReplyDelta(event.text)
                     else:
                         reply.end = event
-                    if should_stop is not None and should_stop():
+                    # A Stop that comes with the end changes nothing: the reply is whole.
+                    if reply.end is None and should_stop is not None and should_stop():
                         reply.status = MessageStatus.STOPPED
                         break
             if reply.status == MessageStatus.STREAMING:

@@ -3,15 +3,19 @@ the configured test database (PostgreSQL in CI)."""
 
 from __future__ import annotations
 
+import sqlite3
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import Boolean, DateTime, Float, Integer, Numeric, create_engine, inspect
 
+from alembic import command
 from histora.db import configure_sqlite, is_sqlite, sync_database_url
-from histora.migrations import upgrade_to_head
+from histora.migrations import alembic_config, upgrade_to_head
 from histora.models import metadata
 from histora.settings import Settings
 
@@ -48,3 +52,72 @@ def test_migration_creates_every_table(database_url: str) -> None:
     finally:
         engine.dispose()
     assert set(metadata.tables) <= tables
+
+
+FIRST_REVISION = "4b08f6d9d323"
+
+
+def _filler(column: dict[str, Any]) -> object:
+    """Any value of the column's type, for columns a test does not care about."""
+    kind = column["type"]
+    if isinstance(kind, Boolean):
+        return 0
+    if isinstance(kind, Integer | Float | Numeric):
+        return 1
+    if isinstance(kind, DateTime):
+        return "2026-01-01 00:00:00.000000"
+    if "JSON" in type(kind).__name__.upper():
+        return "[]"
+    return "x"
+
+
+def _insert(database: sqlite3.Connection, url: str, table: str, **given: object) -> None:
+    """A row of ``table`` with the ``given`` values and filler in every other required
+    column (read from the database as that revision left it)."""
+    engine = create_engine(sync_database_url(url))
+    try:
+        columns = inspect(engine).get_columns(table)
+    finally:
+        engine.dispose()
+    row = {
+        c["name"]: _filler(c)
+        for c in columns
+        if not c["nullable"] and c["default"] is None and c.get("autoincrement") is not True
+    }
+    row.update(given)
+    names = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    database.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", list(row.values()))
+
+
+def test_migrating_sqlite_keeps_existing_messages_and_what_points_at_them(tmp_path: Path) -> None:
+    """Later revisions alter tables that hold data: nothing is lost, and no reference
+    (ON DELETE actions included) fires on the way, up or down."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = alembic_config(url)
+    command.upgrade(config, FIRST_REVISION)
+    user, session, message = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    with sqlite3.connect(tmp_path / "old.db") as database:
+        database.execute("PRAGMA foreign_keys=ON")
+        _insert(database, url, "users", id=user, email="old@example.com")
+        _insert(database, url, "characters", id="socrates")
+        _insert(database, url, "chat_sessions", id=session, user_id=user, character_id="socrates")
+        _insert(database, url, "chat_messages", id=message, session_id=session, content="Hello")
+        _insert(database, url, "usage_events", id=1, user_id=user, message_id=message)
+    database.close()
+
+    def kept() -> tuple[object, ...]:
+        with sqlite3.connect(tmp_path / "old.db") as database:
+            return (
+                database.execute("SELECT content FROM chat_messages").fetchall(),
+                database.execute("SELECT message_id, user_id FROM usage_events").fetchall(),
+            )
+
+    before = kept()
+    assert before == ([("Hello",)], [(message, user)])
+    command.upgrade(config, "head")
+    assert kept() == before
+    with sqlite3.connect(tmp_path / "old.db") as database:
+        assert database.execute("SELECT cut_short FROM chat_messages").fetchall() == [(0,)]
+    command.downgrade(config, FIRST_REVISION)
+    assert kept() == before

@@ -3,6 +3,8 @@ database keeps what it had."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import reflex as rx
 from reflex.istate.data import ReflexURL, RouterData
@@ -377,3 +379,28 @@ async def test_an_empty_send_does_nothing_and_says_nothing(
     # No conversation started, no error shown over the one already there.
     assert chat.session_id == "" and chat.error == "An earlier problem."
     assert not any(chat._conversation())
+
+
+async def test_continue_asks_for_the_rest_and_never_touches_the_composer(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    # The composer is redrawn (with ``prefill`` in it) only when its version changes:
+    # Continue, unlike Send, must never redraw it over what the user is typing.
+    user, session, root = await _one_conversation(db, container)
+    chat = await _chat_with_socrates(db, root)
+    chat.session_id = str(session.id)
+    version = chat.composer_version
+
+    chat.streaming = True  # a second click, before the page knew the first one began
+    assert await ChatState.continue_reply.fn(chat) is None
+    chat.streaming = False
+    chat.session_id = str(uuid.uuid4())  # refused: deleted meanwhile, elsewhere
+    assert await ChatState.continue_reply.fn(chat) is None
+    assert chat.error == conversations.SESSION_NOT_FOUND
+    assert chat.composer_version == version and chat.prefill == ""
+
+    chat.session_id, chat.error = str(session.id), ""
+    assert await ChatState.continue_reply.fn(chat) == ChatState.stream_reply
+    sent = await conversations.latest_messages(db, actor=user, session_id=session.id, limit=5)
+    assert [m.content for m in sent] == [chat_state.CONTINUE_MESSAGE, ""]
+    assert chat.composer_version == version

@@ -122,6 +122,35 @@ async def test_a_reply_cut_off_at_the_length_limit_is_saved_as_cut_short(
         should_stop=lambda: True,
     )
     assert done.message.status == MessageStatus.STOPPED and not done.message.cut_short
+    # Stop pressed as the model's end arrived: the reply was whole, and cut short.
+    asked: list[int] = []
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="And?")
+    _, done = await _run(
+        container,
+        turn,
+        FakeChatModel(reply="abc", chunk_size=3, finish_reason="length"),
+        should_stop=lambda: len(asked.append(1) or asked) > 1,  # from the end event on
+    )
+    assert done.message.status == MessageStatus.COMPLETE and done.message.cut_short
+
+
+async def test_a_retried_send_replays_a_cut_short_reply_and_regenerating_it_is_whole(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    cut = FakeChatModel(reply="It begins", finish_reason="length")
+    send = {"actor": user, "session_id": session_id, "content": "Tell", "client_message_id": "c1"}
+    _, first = await _run(container, await chat_service.start_turn(db, **send), cut)
+    _, replayed = await _run(container, await chat_service.start_turn(db, **send), cut)
+    assert len(cut.calls) == 1  # the retry asked no model
+    assert isinstance(replayed, chat_service.ReplyDone)
+    assert replayed.message.id == first.message.id and replayed.message.cut_short
+    await db.refresh(user)  # the retry rolled back its transaction, expiring the user
+    turn = await chat_service.start_regenerate(db, actor=user, session_id=session_id)
+    _, again = await _run(container, turn, FakeChatModel(reply="It begins and ends."))
+    assert not again.message.cut_short
+    assert [m.cut_short for m in await _messages(db, session_id)] == [False, False]
 
 
 async def test_user_message_is_saved_before_the_model_fails(

@@ -161,10 +161,11 @@ class ChatState(rx.State):
     async def _clear_draft(self) -> None:
         (await self.get_state(ChatDraft))._clear()
 
-    def _give_back(self, text: str, *, regenerate: bool) -> None:
+    def _give_back(self, text: str, *, give_back: bool) -> None:
         """A question that was not sent goes back in the composer, which emptied itself
-        on submit (a regenerate has no question of its own)."""
-        if not regenerate and text.strip():
+        on submit. Not a regenerate's (it has no question of its own), nor Continue's
+        (the composer was left alone, and may hold a draft of the user's)."""
+        if give_back and text.strip():
             self._put_in_composer(text)
 
     def _put_in_composer(self, text: str) -> None:
@@ -384,11 +385,15 @@ class ChatState(rx.State):
     async def ask(self, question: str) -> Followups:
         return await self._begin(question)
 
-    async def _begin(self, text: str, *, regenerate: bool = False) -> Followups:
+    async def _begin(
+        self, text: str, *, regenerate: bool = False, give_back: bool = True
+    ) -> Followups:
+        """Start a turn; ``give_back``: a refused ``text`` goes back in the composer."""
+        give_back = give_back and not regenerate
         if self.streaming or self.character is None:
             # Guards double submission. A question typed and sent just as a reply began
             # (before the page knew) goes back in the composer.
-            self._give_back(text, regenerate=regenerate)
+            self._give_back(text, give_back=give_back)
             return None
         self._assign(error="", prefill="", can_retry=False)
         started = False  # this send starts the conversation
@@ -428,7 +433,7 @@ class ChatState(rx.State):
                     self._show_sessions(await self._session_titles(db, actor))
         except HistoraError as exc:
             self.error = exc.public_message
-            self._give_back(text, regenerate=regenerate)
+            self._give_back(text, give_back=give_back)
             return None
         self._turn, self._stop_requested, self._following = turn, False, ""
         self.streaming = True
@@ -442,7 +447,7 @@ class ChatState(rx.State):
     @rx.event
     async def continue_reply(self) -> Followups:
         """After a reply cut off at the length limit: ask for the rest, as a user would."""
-        return await self._begin(CONTINUE_MESSAGE)
+        return await self._begin(CONTINUE_MESSAGE, give_back=False)
 
     @rx.event
     def stop(self) -> None:
@@ -524,5 +529,6 @@ def can_regenerate() -> rx.Var[bool]:
 
 
 def can_continue() -> rx.Var[bool]:
-    """As ``can_regenerate``, and that last reply was cut off at the length limit."""
-    return can_regenerate() & (_last_message().status == CUT_SHORT)  # type: ignore[attr-defined]
+    """No reply is being written, and the last message is a reply cut off at the length
+    limit (only replies are)."""
+    return ~ChatState.streaming & (_last_message().status == CUT_SHORT)  # type: ignore[attr-defined]
