@@ -61,5 +61,8 @@ def expect_address_query(state: rx.State, query: dict[str, str]) -> None:
     root.dirty_vars.difference_update(unchanged)
     # Events this one goes on to (the reply's stream) read the same routing data. From
     # an event the browser sent (a send), not one chained from the page's load, whose
-    # routing data the load's other events share.
-    event.router_data.update(address)
+    # routing data the load's other events share. Only a context that carries the
+    # browser's routing data: an upload runs outside any event, in Reflex's root
+    # context, whose (empty) routing data every such context shares.
+    if event.router_data:
+        event.router_data.update(address)

@@ -55,3 +55,15 @@ def test_an_address_the_browser_did_not_take_is_a_navigation_again() -> None:
     root = chat._get_root_state()
     root.router_data = root._update_router_vars(unchanged, root.router_data)
     assert dict(chat.router.url.query_parameters) == {}
+
+
+def test_from_outside_an_event_the_shared_root_context_is_left_alone() -> None:
+    """An upload runs in Reflex's root context, whose routing data (none) every context
+    made from it shares: the state still expects the address, the context is untouched."""
+    chat = _chat_on("/chat/socrates", {})
+    with event_context({}) as root_context:
+        expect_address_query(chat, {"session": "0f0e"})
+        assert root_context.router_data == {}
+    assert dict(chat.router.url.query_parameters) == {"session": "0f0e"}
+    following = chat_page_router_data("/chat/socrates?session=0f0e", {"session": "0f0e"})
+    assert not _brings_a_navigation(chat, following)

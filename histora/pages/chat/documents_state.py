@@ -22,6 +22,7 @@ from histora.models.documents import DocumentPublic
 from histora.pages.chat.state import ChatState
 from histora.services import conversations
 from histora.services import documents as documents_service
+from histora.state.address import expect_address_query
 from histora.state.documents import DocumentListMixin, DocumentUploadMixin, unsettled
 from histora.state.session import acting, background_actor
 
@@ -96,6 +97,8 @@ class ChatUploadState(DocumentUploadMixin, rx.State):
             if not chat.session_id:  # unless a first message started one meanwhile
                 chat.session_id = str(created.id)
                 chat._show_sessions([SessionLink.of(created), *chat._listed_sessions()])
+                # The page puts it in the address bar (address.py).
+                expect_address_query(chat, {"session": chat.session_id})
             return chat.session_id
 
     def _after_upload(self) -> rx.event.EventSpec:
