@@ -67,19 +67,29 @@ def _without_foreign_keys(engine: Any) -> None:
 
 
 def _run_with(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite needs batch mode for ALTERs
         compare_type=True,
+        # SQLite's DDL is transactional too (Alembic assumes not): one transaction for
+        # the whole upgrade, so the check below can still undo it.
+        transactional_ddl=True if sqlite else None,
     )
     with context.begin_transaction():
+        before = _broken_references(connection) if sqlite else set()
         context.run_migrations()
-        if connection.dialect.name == "sqlite":
-            # Before the commit: a migration that broke a reference is rolled back.
-            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-            if broken:
-                raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
+        if sqlite and (broken := _broken_references(connection) - before):
+            raise RuntimeError(
+                f"Migrating broke foreign keys (table, row, parent): {sorted(broken)[:5]}; "
+                "nothing was changed."
+            )
+
+
+def _broken_references(connection: Connection) -> set[tuple[object, ...]]:
+    """Rows whose parent is missing; ones there before a migration are not its doing."""
+    return {tuple(row) for row in connection.exec_driver_sql("PRAGMA foreign_key_check")}
 
 
 if context.is_offline_mode():

@@ -700,6 +700,9 @@ async def _prompt(
 # The finish reason of a reply that ran into its max tokens (OpenAI's, which
 # OpenRouter and llama-server report too).
 LENGTH_LIMIT_REACHED = "length"
+# What asks for the rest of a reply that ran into it: the conversation then reads as
+# the user asking for the rest, which is what happened (the chat page's Continue).
+CONTINUE_MESSAGE = "Please go on."
 
 
 @dataclass

@@ -3,6 +3,7 @@ the configured test database (PostgreSQL in CI)."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import uuid
 from pathlib import Path
@@ -11,13 +12,14 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Boolean, DateTime, Float, Integer, Numeric, create_engine, inspect
 
 from alembic import command
 from histora.db import configure_sqlite, is_sqlite, sync_database_url
 from histora.migrations import alembic_config, upgrade_to_head
 from histora.models import metadata
-from histora.settings import Settings
+from histora.settings import PROJECT_ROOT, Settings
 
 
 def _diff(url: str) -> list[object]:
@@ -97,13 +99,15 @@ def test_migrating_sqlite_keeps_existing_messages_and_what_points_at_them(tmp_pa
     config = alembic_config(url)
     command.upgrade(config, FIRST_REVISION)
     user, session, message = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    dangling = uuid.uuid4().hex
     with sqlite3.connect(tmp_path / "old.db") as database:
-        database.execute("PRAGMA foreign_keys=ON")
         _insert(database, url, "users", id=user, email="old@example.com")
         _insert(database, url, "characters", id="socrates")
         _insert(database, url, "chat_sessions", id=session, user_id=user, character_id="socrates")
         _insert(database, url, "chat_messages", id=message, session_id=session, content="Hello")
         _insert(database, url, "usage_events", id=1, user_id=user, message_id=message)
+        # Broken before (written with foreign keys off): it does not stop an upgrade.
+        _insert(database, url, "usage_events", id=2, message_id=dangling)
     database.close()
 
     def kept() -> tuple[object, ...]:
@@ -114,10 +118,55 @@ def test_migrating_sqlite_keeps_existing_messages_and_what_points_at_them(tmp_pa
             )
 
     before = kept()
-    assert before == ([("Hello",)], [(message, user)])
+    assert before == ([("Hello",)], [(message, user), (dangling, None)])
     command.upgrade(config, "head")
     assert kept() == before
     with sqlite3.connect(tmp_path / "old.db") as database:
         assert database.execute("SELECT cut_short FROM chat_messages").fetchall() == [(0,)]
     command.downgrade(config, FIRST_REVISION)
     assert kept() == before
+
+
+_BREAKING_REVISION = """
+from alembic import op
+
+revision = "b0000000dead"
+down_revision = "{head}"
+
+
+def upgrade() -> None:
+    op.execute("DELETE FROM chat_sessions")  # its messages are left without a session
+
+
+def downgrade() -> None:
+    pass
+"""
+
+
+def test_a_sqlite_migration_that_breaks_references_changes_nothing(tmp_path: Path) -> None:
+    """Foreign keys are off while SQLite migrates; a revision that leaves rows without
+    their parent is refused whole."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    config = alembic_config(url)
+    command.upgrade(config, "head")
+    head = ScriptDirectory.from_config(config).get_current_head()
+    user, session = uuid.uuid4().hex, uuid.uuid4().hex
+    with sqlite3.connect(tmp_path / "app.db") as database:
+        _insert(database, url, "users", id=user, email="old@example.com")
+        _insert(database, url, "characters", id="socrates")
+        _insert(database, url, "chat_sessions", id=session, user_id=user, character_id="socrates")
+        _insert(database, url, "chat_messages", id=uuid.uuid4().hex, session_id=session)
+    database.close()
+
+    scripts = tmp_path / "alembic"
+    shutil.copytree(PROJECT_ROOT / "alembic", scripts)
+    (scripts / "versions" / "b0000000dead_breaks.py").write_text(
+        _BREAKING_REVISION.format(head=head)
+    )
+    config.set_main_option("script_location", str(scripts))
+    with pytest.raises(RuntimeError, match="Migrating broke foreign keys"):
+        command.upgrade(config, "head")
+    with sqlite3.connect(tmp_path / "app.db") as database:
+        assert database.execute("SELECT version_num FROM alembic_version").fetchall() == [(head,)]
+        assert database.execute("SELECT id FROM chat_sessions").fetchall() == [(session,)]
+    database.close()

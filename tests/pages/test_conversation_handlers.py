@@ -402,5 +402,5 @@ async def test_continue_asks_for_the_rest_and_never_touches_the_composer(
     chat.session_id, chat.error = str(session.id), ""
     assert await ChatState.continue_reply.fn(chat) == ChatState.stream_reply
     sent = await conversations.latest_messages(db, actor=user, session_id=session.id, limit=5)
-    assert [m.content for m in sent] == [chat_state.CONTINUE_MESSAGE, ""]
+    assert [m.content for m in sent] == [chat_service.CONTINUE_MESSAGE, ""]
     assert chat.composer_version == version

@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.errors import ConflictError, InvalidInputError, NotFoundError
 from histora.models import ChatMessage, ChatSession, MessageStatus, UsageEvent, UsageKind, User
+from histora.models.chat import ChatMessagePublic
 from histora.providers.chat_types import Completion, ModelAttempt, ModelSpec, ModelUnavailableError
 from histora.providers.fakes import FakeChatModel
 from histora.services import chat as chat_service
@@ -92,19 +93,36 @@ async def test_provider_token_counts_are_stored(
     assert usage.user_id == user.id
 
 
+async def _saved_reply(
+    db: AsyncSession,
+    container: FakeProvidersContainer,
+    user: User,
+    session_id: uuid.UUID,
+    content: str,
+    model: FakeChatModel,
+    **kwargs: object,
+) -> ChatMessagePublic:
+    """Send ``content`` and stream the reply to its end; the reply as saved."""
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content=content)
+    _, done = await _run(container, turn, model, **kwargs)
+    assert isinstance(done, chat_service.ReplyDone)
+    return done.message
+
+
 async def test_a_reply_cut_off_at_the_length_limit_is_saved_as_cut_short(
     db: AsyncSession, container: FakeProvidersContainer
 ) -> None:
     user = await make_user(db)
     session_id = await _session(db, user)
+
+    async def reply(content: str, model: FakeChatModel, **kwargs: object) -> ChatMessagePublic:
+        return await _saved_reply(db, container, user, session_id, content, model, **kwargs)
+
     cut = FakeChatModel(reply="Virtue, my friend, is a kind of", finish_reason="length")
-    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Virtue?")
-    _, done = await _run(container, turn, cut)
-    assert isinstance(done, chat_service.ReplyDone)
-    assert done.message.status == MessageStatus.COMPLETE and done.message.cut_short
-    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Go on.")
-    _, done = await _run(container, turn, FakeChatModel(reply="knowledge."))
-    assert not done.message.cut_short
+    done = await reply("Virtue?", cut)
+    assert done.status == MessageStatus.COMPLETE and done.cut_short
+    done = await reply("Go on.", FakeChatModel(reply="knowledge."))
+    assert not done.cut_short
     saved = await _messages(db, session_id)
     assert [(m.role, m.cut_short) for m in saved] == [
         ("user", False),
@@ -114,24 +132,15 @@ async def test_a_reply_cut_off_at_the_length_limit_is_saved_as_cut_short(
     ]
     # Stopped before the model's end: whatever the model would have said, it is the
     # user who cut it off.
-    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="More?")
-    _, done = await _run(
-        container,
-        turn,
-        FakeChatModel(reply="a" * 40, finish_reason="length"),
-        should_stop=lambda: True,
-    )
-    assert done.message.status == MessageStatus.STOPPED and not done.message.cut_short
+    cut = FakeChatModel(reply="a" * 40, finish_reason="length")
+    done = await reply("More?", cut, should_stop=lambda: True)
+    assert done.status == MessageStatus.STOPPED and not done.cut_short
     # Stop pressed as the model's end arrived: the reply was whole, and cut short.
     asked: list[int] = []
-    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="And?")
-    _, done = await _run(
-        container,
-        turn,
-        FakeChatModel(reply="abc", chunk_size=3, finish_reason="length"),
-        should_stop=lambda: len(asked.append(1) or asked) > 1,  # from the end event on
-    )
-    assert done.message.status == MessageStatus.COMPLETE and done.message.cut_short
+    cut = FakeChatModel(reply="abc", chunk_size=3, finish_reason="length")
+    # From the end event on:
+    done = await reply("And?", cut, should_stop=lambda: len(asked.append(1) or asked) > 1)
+    assert done.status == MessageStatus.COMPLETE and done.cut_short
 
 
 async def test_a_retried_send_replays_a_cut_short_reply_and_regenerating_it_is_whole(

@@ -56,9 +56,6 @@ MESSAGES_SHOWN = 500
 # a reply takes: a model's total timeout is 2 minutes).
 FOLLOW_SECONDS = 1.0
 FOLLOW_LIMIT_SECONDS = 300.0
-# What Continue sends after a reply cut off at the length limit: the conversation then
-# reads as the user asking for the rest, which is what happened.
-CONTINUE_MESSAGE = "Please go on."
 
 
 def _should_flush(pending_chars: int, since_flush: float, flushes: int) -> bool:
@@ -447,7 +444,7 @@ class ChatState(rx.State):
     @rx.event
     async def continue_reply(self) -> Followups:
         """After a reply cut off at the length limit: ask for the rest, as a user would."""
-        return await self._begin(CONTINUE_MESSAGE, give_back=False)
+        return await self._begin(chat_service.CONTINUE_MESSAGE, give_back=False)
 
     @rx.event
     def stop(self) -> None:
