@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import socket
+import subprocess
 import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar, cast
 
 import httpx
+import pytest
 import reflex as rx
 import uvicorn
 from reflex_base.event.context import EventContext
@@ -138,3 +141,15 @@ async def signed_in_root(db: AsyncSession, user: User | None, settings: Settings
         pair = await tokens.issue_token_pair(db, user=user, settings=settings)
         substate(root, SessionState)._access_token = pair.access_token
     return root
+
+
+def run_in_node(script: str) -> Any:
+    """Run ``script`` in Node and return the JSON it prints: how a page's browser-side
+    code is checked without a browser."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is needed to run the page's browser-side code")
+    result = subprocess.run(
+        [node, "-"], input=script, capture_output=True, text=True, timeout=30, check=True
+    )
+    return json.loads(result.stdout)

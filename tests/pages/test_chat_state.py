@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 import reflex as rx
 import reflex_base
 from reflex.utils import format
@@ -28,7 +25,7 @@ from histora.pages.chat.state import (
     can_regenerate,
     conversation_is_empty,
 )
-from tests.support import reflex_root, substate
+from tests.support import reflex_root, run_in_node, substate
 
 SESSION = uuid.uuid4()
 
@@ -85,19 +82,13 @@ def _held(state: ChatState) -> dict[str, object]:
 def _in_browser(held: list[dict[str, object]], *expressions: rx.Var[bool]) -> list[list[object]]:
     """What the page's browser-side ``expressions`` give for each of ``held``, run in
     Node (one run for all)."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is needed to run the page's browser-side expressions")
     variable = format.format_state_name(ChatState.get_full_name())
     script = (
         f"{_reflex_helpers()}\nconst held = {json.dumps(held)};\n"
         f"const values = held.map(({variable}) => [{', '.join(str(e) for e in expressions)}]);\n"
         "console.log(JSON.stringify(values));"
     )
-    result = subprocess.run(
-        [node, "-"], input=script, capture_output=True, text=True, timeout=30, check=True
-    )
-    return list(json.loads(result.stdout))
+    return list(run_in_node(script))
 
 
 def _is_empty(state: ChatState) -> object:

@@ -31,7 +31,7 @@ from histora.pages.chat.state import ChatState
 
 HOOK = "useHistoraConversationAddress"
 
-_HOOK_CODE = rf"""
+HOOK_CODE = rf"""
 function {HOOK}(sessionId, characterId, hydrated) {{
   const seen = useRef(sessionId);
   useEffect(() => {{
@@ -57,7 +57,7 @@ class ConversationAddress(rx.Fragment):
         return {"react": ["useEffect", "useRef"]}
 
     def add_custom_code(self) -> list[str]:
-        return [_HOOK_CODE]
+        return [HOOK_CODE]
 
     def add_hooks(self) -> list[str | rx.Var]:
         arguments = (ChatState.session_id, ChatState.character.id, rx.State.is_hydrated)
