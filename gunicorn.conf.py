@@ -42,6 +42,13 @@ def on_starting(server: Any) -> None:
 def post_worker_init(worker: Any) -> None:
     # uvicorn's worker leaves its own grace unbounded: streams would hold the shutdown.
     worker.config.timeout_graceful_shutdown = STREAMS_GRACE_SECONDS
+    # Reflex starts uvicorn's h11 worker: asyncio's own event loop and HTTP parsed in pure
+    # Python. Serve as in development and in the benchmarks instead, on uvloop with
+    # httptools (both pinned in requirements.txt): requests start sooner and streams
+    # cost less CPU (bench/README.md). Read at the worker's start, which comes next; a
+    # worker class chosen in GUNICORN_CMD_ARGS is left as it is.
+    if (worker.config.loop, worker.config.http) == ("asyncio", "h11"):
+        worker.config.loop, worker.config.http = "uvloop", "httptools"
     # Likewise a worker whose master is killed: uvicorn workers never check their parent,
     # and would serve on, keeping the local model server too. On SIGTERM they shut down.
     die_with_parent(signal.SIGTERM)

@@ -33,7 +33,7 @@ STOP_SECONDS = 15.0
 # the file named by LIFESPAN_LOG, which only a graceful stop gets to do.
 APP = textwrap.dedent(
     """
-    import os, time
+    import asyncio, os, sys, time
 
     time.sleep(float(os.environ.get("IMPORT_SECONDS", "0")))  # an app slow to load
 
@@ -48,8 +48,12 @@ APP = textwrap.dedent(
                         log.write(f"stopped {os.getpid()}\\n")
                     await send({"type": "lifespan.shutdown.complete"})
                     return
+        # What serves it: the event loop, and which of uvicorn's HTTP parsers is loaded.
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+        parsers = [name for name in ("h11", "httptools")
+                   if f"uvicorn.protocols.http.{name}_impl" in sys.modules]
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
+        await send({"type": "http.response.body", "body": " ".join([loop, *parsers]).encode()})
     """
 )
 
@@ -290,6 +294,14 @@ def test_usable_cpus_follow_the_cpu_limit(
     available = len(os.sched_getaffinity(0))
     expected = available if limit is None else min(available, limit)
     assert usable_cpus(root, tmp_path / "own_cgroup") == expected
+
+
+def test_workers_serve_on_uvloop_with_httptools(tmp_path: Path) -> None:
+    port = free_port()
+    with _launcher(tmp_path, port) as launcher:
+        _wait_serving(f"http://127.0.0.1:{port}/", launcher)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            assert response.read().decode() == "uvloop httptools"
 
 
 def test_a_worker_whose_master_is_killed_stops_gracefully(tmp_path: Path) -> None:
