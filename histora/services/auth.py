@@ -30,6 +30,7 @@ from histora.services.passwords import (
     validate_password_policy,
     verify_password,
 )
+from histora.services.text_input import refuse_nul
 from histora.services.users import normalise_email
 from histora.settings import Settings
 
@@ -53,7 +54,7 @@ def checked_email(email: str) -> str:
 
 
 def checked_display_name(display_name: str) -> str:
-    clean = display_name.strip()
+    clean = refuse_nul(display_name.strip(), what="A name")
     if not 1 <= len(clean) <= MAX_DISPLAY_NAME_LENGTH:
         raise InvalidInputError(f"Enter a name of 1 to {MAX_DISPLAY_NAME_LENGTH} characters.")
     return clean

@@ -47,6 +47,7 @@ from histora.services import conversations, prompting, retrieval
 from histora.services import search as search_service
 from histora.services.rate_limits import RateLimiter
 from histora.services.search import Retriever
+from histora.services.text_input import refuse_nul
 from histora.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -54,8 +55,7 @@ log = structlog.get_logger(__name__)
 MAX_MESSAGE_CHARS = 4000
 CLIENT_ID_MAX_LENGTH = 64
 INTERRUPTED_ERROR = "The reply was interrupted before it finished."
-# Longer than any model call may take (total timeout), so only dead replies match.
-STALE_REPLY_SECONDS = 600
+STALE_REPLY_SECONDS = conversations.STALE_REPLY_SECONDS
 # At most this share of the model's context goes to retrieved passages.
 SOURCES_SHARE_OF_CONTEXT = 0.35
 
@@ -120,7 +120,7 @@ async def check_send_rate(limiter: RateLimiter, *, actor: User, settings: Settin
 
 def validate_content(content: str) -> str:
     """The message to send, trimmed; refuses an empty or too long one."""
-    text = content.strip()
+    text = refuse_nul(content.strip(), what="A message")
     if not text:
         raise InvalidInputError("A message cannot be empty.")
     if len(text) > MAX_MESSAGE_CHARS:

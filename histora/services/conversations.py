@@ -7,20 +7,24 @@ session of someone else is reported as not found, so ids leak nothing.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from sqlalchemy import ColumnElement, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from histora.errors import InvalidInputError, NotFoundError
-from histora.models import Character, ChatMessage, ChatSession, User
+from histora.errors import ConflictError, InvalidInputError, NotFoundError
+from histora.models import Character, ChatMessage, ChatSession, MessageStatus, User
 from histora.models.base import Page, utcnow
 from histora.models.chat import ChatMessagePublic, ChatSessionPublic, SessionLink
 from histora.services import characters as characters_service
+from histora.services.text_input import refuse_nul
 
 TITLE_MAX_LENGTH = 200
 PREVIEW_LENGTH = 140
 SESSION_NOT_FOUND = "No such conversation."
+# Longer than any model call may take (total timeout), so only dead replies match.
+STALE_REPLY_SECONDS = 600
 
 
 def session_id_from(raw: str) -> uuid.UUID:
@@ -194,7 +198,7 @@ async def _character_names(db: AsyncSession, ids: set[str]) -> dict[str, str]:
 async def rename_session(
     db: AsyncSession, *, actor: User, session_id: uuid.UUID, title: str
 ) -> ChatSessionPublic:
-    clean = " ".join(title.split())
+    clean = refuse_nul(" ".join(title.split()), what="A title")
     if not clean:
         raise InvalidInputError("A title cannot be empty.")
     if len(clean) > TITLE_MAX_LENGTH:
@@ -216,8 +220,29 @@ async def set_archived(
     return await _describe(db, session)
 
 
+async def refuse_while_replying(db: AsyncSession, session_id: uuid.UUID) -> None:
+    """A conversation whose reply is being written stays until the reply is saved
+    (a reply left streaming by a crashed process does not count)."""
+    live_since = utcnow() - timedelta(seconds=STALE_REPLY_SECONDS)
+    writing = await db.exec(
+        select(ChatMessage.id)
+        .where(
+            ChatMessage.session_id == session_id,
+            ChatMessage.status == MessageStatus.STREAMING,
+            col(ChatMessage.updated_at) > live_since,
+        )
+        .limit(1)
+    )
+    if writing.first() is not None:
+        raise ConflictError(
+            "A reply is still being written. Stop it, or let it finish, "
+            "before deleting this conversation."
+        )
+
+
 async def delete_session(db: AsyncSession, *, actor: User, session_id: uuid.UUID) -> None:
     session = await get_owned_or_raise(db, actor=actor, session_id=session_id)
+    await refuse_while_replying(db, session.id)
     await db.delete(session)
     await db.commit()
 

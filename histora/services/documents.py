@@ -370,6 +370,8 @@ async def delete_session_and_documents(
     Rounds are few: a conversation holds at most MAX_DOCUMENTS_PER_SESSION documents.
     """
     session = await conversations_service.get_owned_or_raise(db, actor=actor, session_id=session_id)
+    # Before anything goes (checked again once the conversation is locked).
+    await conversations_service.refuse_while_replying(db, session.id)
     for _ in range(_DELETE_ROUNDS):
         await purge_session_documents(
             db, session_id=session.id, files=files, vector_store=vector_store

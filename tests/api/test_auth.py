@@ -51,6 +51,16 @@ async def test_register_weak_password_is_422(anon_client: httpx.AsyncClient) -> 
     assert "password" in response.json()["error"]["message"].lower()
 
 
+async def test_a_name_with_a_nul_character_is_422(anon_client: httpx.AsyncClient) -> None:
+    # PostgreSQL cannot store U+0000 in text: refused up front, on SQLite too.
+    response = await anon_client.post(
+        "/api/v1/auth/register",
+        json={"email": "c@example.com", "password": PASSWORD, "display_name": "Ada\u0000"},
+    )
+    assert response.status_code == 422
+    assert "U+0000" in response.json()["error"]["message"]
+
+
 async def test_register_duplicate_is_409(anon_client: httpx.AsyncClient) -> None:
     await _register(anon_client)
     assert (await _register(anon_client)).status_code == 409

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import httpx
 from sqlmodel import select
@@ -11,7 +12,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.api import create_api
 from histora.models import ChatMessage, MessageStatus, User
+from histora.models.base import utcnow
 from histora.providers.fakes import FakeChatModel
+from histora.services.conversations import STALE_REPLY_SECONDS
 from tests.conftest import FakeProvidersContainer, bearer_for
 from tests.support import parse_sse, serve_app
 
@@ -96,6 +99,46 @@ async def test_delete_is_204_then_404(client: httpx.AsyncClient) -> None:
     session_id = await _create(client)
     assert (await client.delete(f"{SESSIONS}/{session_id}")).status_code == 204
     assert (await client.get(f"{SESSIONS}/{session_id}")).status_code == 404
+
+
+async def test_delete_during_a_reply_is_409_and_after_a_crash_is_204(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    session_id = await _create(client)
+    reply = ChatMessage(
+        session_id=uuid.UUID(session_id), role="assistant", status=MessageStatus.STREAMING
+    )
+    db.add(reply)
+    await db.commit()
+    response = await client.delete(f"{SESSIONS}/{session_id}")
+    assert response.status_code == 409
+    assert "still being written" in response.json()["error"]["message"]
+    assert (await client.get(f"{SESSIONS}/{session_id}")).status_code == 200
+
+    # A reply its process left streaming when it died does not hold the conversation.
+    reply.updated_at = utcnow() - timedelta(seconds=STALE_REPLY_SECONDS + 1)
+    db.add(reply)
+    await db.commit()
+    assert (await client.delete(f"{SESSIONS}/{session_id}")).status_code == 204
+    assert (await client.get(f"{SESSIONS}/{session_id}")).status_code == 404
+
+
+async def test_text_with_a_nul_character_is_422_and_nothing_is_saved(
+    client: httpx.AsyncClient,
+) -> None:
+    # PostgreSQL cannot store U+0000 in text: refused up front, on SQLite too.
+    session_id = await _create(client)
+    sent = await client.post(
+        f"{SESSIONS}/{session_id}/messages", json={"content": "hi\u0000there", "stream": False}
+    )
+    renamed = await client.patch(f"{SESSIONS}/{session_id}", json={"title": "a\u0000b"})
+    for response, what in ((sent, "A message"), (renamed, "A title")):
+        assert response.status_code == 422
+        assert response.json()["error"]["message"] == (
+            f"{what} cannot contain the NUL character (U+0000)."
+        )
+    assert (await client.get(f"{SESSIONS}/{session_id}/messages")).json()["total"] == 0
+    assert (await client.get(f"{SESSIONS}/{session_id}")).json()["title"] == "New conversation"
 
 
 async def test_send_streams_sse_events(

@@ -4,13 +4,15 @@ database keeps what it had."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 import reflex as rx
 from reflex.istate.data import ReflexURL, RouterData
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from histora.models import ChatSession, User
+from histora.models import ChatMessage, ChatSession, User
+from histora.models.base import utcnow
 from histora.models.characters import CharacterPublic
 from histora.models.chat import ChatSessionPublic
 from histora.pages import conversations as conversations_page
@@ -311,7 +313,7 @@ async def test_a_followed_reply_stops_being_followed_when_the_page_moves_on(
 ) -> None:
     user, session, root = await _one_conversation(db, container)
     _on_the_chat_page(root)
-    await chat_service.start_turn(db, actor=user, session_id=session.id, content="Why?")
+    turn = await chat_service.start_turn(db, actor=user, session_id=session.id, content="Why?")
     chat = await _chat_with_socrates(db, root)
 
     await chat._open(session.id)
@@ -325,6 +327,11 @@ async def test_a_followed_reply_stops_being_followed_when_the_page_moves_on(
 
     _on_the_chat_page(root)
     await chat._open(session.id)
+    # Gone meanwhile: its reply was left streaming by a process that died, long ago.
+    reply = await db.get(ChatMessage, turn.assistant_message_id)
+    assert reply is not None
+    reply.updated_at = utcnow() - timedelta(seconds=conversations.STALE_REPLY_SECONDS + 1)
+    db.add(reply)
     await conversations.delete_session(db, actor=user, session_id=session.id)
     assert await chat._follow_once(chat._following) == ""
     assert chat.error == "No such conversation." and chat._following == ""
