@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -551,6 +551,7 @@ async def _refuse_if_replying(db: AsyncSession, session_id: uuid.UUID) -> None:
 
 
 _M = TypeVar("_M", ChatMessage, _RecentMessage)
+_T = TypeVar("_T")
 
 
 def _stale_replies(messages: Sequence[_M]) -> list[_M]:
@@ -785,15 +786,49 @@ async def _persist_reply(
         return conversations.message_public(message)
 
 
+# How often a wait for the model (a summary being written, a reply's first words) looks
+# whether the user has pressed Stop; once words flow, each one does.
+STOP_POLL_SECONDS = 0.2
+
+
+class _StoppedWaiting(Exception):
+    """The user stopped the reply while it waited for the model."""
+
+
+async def _unless_stopped(
+    work: Awaitable[_T], should_stop: Callable[[], Awaitable[bool]] | None
+) -> _T:
+    """What ``work`` gives; if the user stops first, ``work`` is cancelled and
+    :class:`_StoppedWaiting` raised."""
+    if should_stop is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=STOP_POLL_SECONDS)
+            if done:
+                return task.result()
+            if await should_stop():
+                raise _StoppedWaiting
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})  # its own end; the cancellation is not an error here
+
+
 async def stream_turn(
     open_db: OpenDb,
     *,
     turn: PreparedTurn,
     chat_model: ChatModel,
     retriever: Retriever | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    should_stop: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[TurnEvent]:
-    """Stream the reply; the reply is saved whatever happens, even on cancellation."""
+    """Stream the reply; the reply is saved whatever happens, even on cancellation.
+
+    ``should_stop`` is asked after each piece of the reply, and every
+    :data:`STOP_POLL_SECONDS` while the model has yet to give one; it runs in the task
+    that reads this stream."""
     if turn.replay is not None:
         yield ReplySources(turn.replay.citations)
         if turn.replay.content:
@@ -809,22 +844,29 @@ async def stream_turn(
                 open_db, turn=turn, retriever=retriever, chat_model=chat_model
             )
             yield ReplySources(reply.citations)
-            prompt = await _prompt(
-                open_db, turn=turn, chat_model=chat_model, citations=reply.citations
+            # A summary to write, or a long prompt, can keep the first words waiting for
+            # seconds: a Stop meanwhile ends the wait.
+            prompt = await _unless_stopped(
+                _prompt(open_db, turn=turn, chat_model=chat_model, citations=reply.citations),
+                should_stop,
             )
             async with contextlib.aclosing(chat_model.stream(prompt)) as events:
-                async for event in events:
+                event = await _unless_stopped(anext(events, None), should_stop)
+                while event is not None:
                     if isinstance(event, StreamDelta):
                         reply.parts.append(event.text)
                         yield ReplyDelta(event.text)
                     else:
                         reply.end = event
                     # A Stop that comes with the end changes nothing: the reply is whole.
-                    if reply.end is None and should_stop is not None and should_stop():
+                    if reply.end is None and should_stop is not None and await should_stop():
                         reply.status = MessageStatus.STOPPED
                         break
+                    event = await anext(events, None)
             if reply.status == MessageStatus.STREAMING:
                 reply.status = MessageStatus.COMPLETE
+        except _StoppedWaiting:
+            reply.status = MessageStatus.STOPPED
         except ProviderError as exc:
             log.warning("chat.reply_failed", code=exc.code, detail=str(exc))
             reply.status, reply.error = MessageStatus.FAILED, exc

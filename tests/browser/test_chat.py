@@ -193,6 +193,29 @@ def test_chat_streams_stops_and_regenerates(app_url: str, page: Page) -> None:
     expect(page.get_by_test_id("user-message")).to_have_count(2)
 
 
+def test_stop_works_before_the_first_words(app_url: str, page: Page) -> None:
+    """A long question keeps the local model reading for seconds before its first word;
+    Stop ends the reply then, with nothing said."""
+    sign_up(page, app_url, f"stop-{uuid.uuid4().hex[:8]}@example.com")
+    page.goto(f"{app_url}/chat/socrates")
+    composer = page.get_by_label("Your message")
+    question = " ".join(f"Is virtue number {n} a kind of knowledge, or a gift?" for n in range(70))
+    composer.fill(question[:3900])
+    composer.press("Enter")
+    expect(page.get_by_test_id("draft-message")).to_have_text("Thinking…")
+    page.get_by_test_id("stop").click()
+    stopped = page.get_by_test_id("assistant-message")
+    expect(stopped).to_have_count(1, timeout=30_000)
+    expect(stopped).to_contain_text("Stopped")
+    expect(page.get_by_test_id("draft-message")).to_have_count(0)
+    # Nothing of the reply came before the Stop: it ended while the model still read.
+    assert stopped.inner_text().strip() == "Stopped"
+    # And the conversation goes on.
+    composer.fill("In one word: what is virtue?")
+    composer.press("Enter")
+    expect(page.get_by_test_id("assistant-message")).to_have_count(2, timeout=90_000)
+
+
 def test_all_conversations_are_listed_and_archived_ones_come_back(app_url: str, page: Page) -> None:
     sign_up(page, app_url, f"lister-{uuid.uuid4().hex[:8]}@example.com")
     page.goto(f"{app_url}/conversations")

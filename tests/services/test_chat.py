@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 from sqlmodel import select
@@ -42,6 +44,15 @@ async def _run(
             last = event
     assert last is not None
     return text, last
+
+
+def _asking(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    """``should_stop`` as the chat page gives it (asynchronous), answering ``check``."""
+
+    async def should_stop() -> bool:
+        return check()
+
+    return should_stop
 
 
 async def _messages(db: AsyncSession, session_id: uuid.UUID) -> list[ChatMessage]:
@@ -133,13 +144,13 @@ async def test_a_reply_cut_off_at_the_length_limit_is_saved_as_cut_short(
     # Stopped before the model's end: whatever the model would have said, it is the
     # user who cut it off.
     cut = FakeChatModel(reply="a" * 40, finish_reason="length")
-    done = await reply("More?", cut, should_stop=lambda: True)
+    done = await reply("More?", cut, should_stop=_asking(lambda: True))
     assert done.status == MessageStatus.STOPPED and not done.cut_short
     # Stop pressed as the model's end arrived: the reply was whole, and cut short.
     asked: list[int] = []
     cut = FakeChatModel(reply="abc", chunk_size=3, finish_reason="length")
     # From the end event on:
-    done = await reply("And?", cut, should_stop=lambda: len(asked.append(1) or asked) > 1)
+    done = await reply("And?", cut, should_stop=_asking(lambda: len(asked.append(1) or asked) > 1))
     assert done.status == MessageStatus.COMPLETE and done.cut_short
 
 
@@ -199,11 +210,34 @@ async def test_stop_saves_a_stopped_partial_reply(
     turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Go on")
     seen: list[str] = []
     text, done = await _run(
-        container, turn, model, should_stop=lambda: len(seen.append("x") or seen) >= 3
+        container, turn, model, should_stop=_asking(lambda: len(seen.append("x") or seen) >= 3)
     )
     assert isinstance(done, chat_service.ReplyDone)
     assert done.message.status == MessageStatus.STOPPED
     assert text == "a" * 30 and done.message.content == text
+
+
+async def test_stop_is_honoured_while_the_first_words_are_awaited(
+    db: AsyncSession, container: FakeProvidersContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long prompt can keep a reply's first words waiting for seconds: Stop ends it."""
+    monkeypatch.setattr(chat_service, "STOP_POLL_SECONDS", 0.01)
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    slow = FakeChatModel(reply="Too late.", delay_seconds=30)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Hm?")
+    asked: list[int] = []
+    async with asyncio.timeout(10):  # the first word would take 30 s
+        text, done = await _run(
+            container, turn, slow, should_stop=_asking(lambda: len(asked.append(1) or asked) > 3)
+        )
+    assert isinstance(done, chat_service.ReplyDone) and text == ""
+    assert (done.message.status, done.message.content) == (MessageStatus.STOPPED, "")
+    assert len(slow.calls) == 1
+    # The conversation goes on.
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Now?")
+    _, done = await _run(container, turn, FakeChatModel(reply="Yes."))
+    assert isinstance(done, chat_service.ReplyDone) and done.message.content == "Yes."
 
 
 async def test_client_going_away_saves_what_was_streamed(

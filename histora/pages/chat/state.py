@@ -464,6 +464,19 @@ class ChatState(rx.State):
             return
         container = deps.get_container()
         stop = [False]
+        stop_read_at = [time.monotonic()]
+
+        async def should_stop() -> bool:
+            # Read from the state with each flush below, and here at most every poll
+            # interval: before the first words, nothing else reads it.
+            now = time.monotonic()
+            if not stop[0] and now - stop_read_at[0] >= chat_service.STOP_POLL_SECONDS:
+                async with self:
+                    # A Stop is for the reply on screen (the page may have moved on).
+                    stop[0] = self._is_showing(turn) and self._stop_requested
+                stop_read_at[0] = now
+            return stop[0]
+
         pending: list[str] = []
         pending_chars, flushes = 0, 0
         last_flush = 0.0  # the first piece of text shows at once
@@ -473,7 +486,7 @@ class ChatState(rx.State):
             turn=turn,
             chat_model=container.chat_model,
             retriever=container.retriever,
-            should_stop=lambda: stop[0],
+            should_stop=should_stop,
         ):
             if isinstance(event, chat_service.ReplySources):
                 async with self:
@@ -487,6 +500,7 @@ class ChatState(rx.State):
                         if self._is_showing(turn):
                             (await self.get_state(ChatDraft))._add("".join(pending))
                             stop[0] = self._stop_requested
+                            stop_read_at[0] = time.monotonic()
                     pending.clear()
                     pending_chars, flushes = 0, flushes + 1
                     last_flush = time.monotonic()
