@@ -1,13 +1,16 @@
-"""Refuse request bodies larger than the upload cap before anything buffers them.
+"""Refuse request bodies larger than their cap before anything buffers them.
 
-Starlette's multipart parser spools any size to disk, so the cap is enforced here:
-at once from Content-Length, and while streaming for chunked bodies.
+Starlette's multipart parser spools any size to disk, so the upload cap is enforced
+here, at once from Content-Length and while streaming for chunked bodies. Any other
+body (JSON) is read whole into memory before it is validated, so it has a small cap
+of its own: no JSON request of this API comes near it.
 """
 
 from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from histora.models.documents import MAX_FILES_PER_UPLOAD
@@ -17,10 +20,17 @@ ENVELOPE_BYTES = 64 * 1024
 # Reflex's upload route carries a whole drop of files; each file is still held to the
 # cap by the service that reads it.
 REFLEX_UPLOAD_PATH = "/_upload"
+# For bodies that are not multipart uploads.
+MAX_OTHER_BODY_BYTES = 1024 * 1024
 
 
-class BodyTooLargeError(Exception):
-    pass
+class BodyTooLargeError(StarletteHTTPException):
+    """A body that streamed in past its cap. An HTTP error, because FastAPI passes those
+    through from reading a body (any other error there becomes a 400)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(413, message)
+        self.code = code
 
 
 class BodySizeLimitMiddleware:
@@ -33,12 +43,13 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_bytes
+        upload = _is_multipart(scope)
+        limit = self.max_bytes if upload else MAX_OTHER_BODY_BYTES
         if scope.get("path", "").startswith(REFLEX_UPLOAD_PATH):
             limit = MAX_FILES_PER_UPLOAD * self.max_file_bytes + ENVELOPE_BYTES
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await self._refuse(send)
+            await self._refuse(scope, send, upload=upload)
             return
         received = 0
         started = False
@@ -49,7 +60,7 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLargeError
+                    raise BodyTooLargeError(*self._too_large(upload))
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -62,20 +73,26 @@ class BodySizeLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLargeError:
             if not started:
-                await self._refuse(send)
+                await self._refuse(scope, send, upload=upload)
 
-    async def _refuse(self, send: Send) -> None:
-        megabytes = self.max_file_bytes / (1024 * 1024)
+    def _too_large(self, upload: bool) -> tuple[str, str]:
+        """The error's code and message."""
+        if upload:
+            megabytes = self.max_file_bytes / (1024 * 1024)
+            return "file_too_large", (
+                f"The request is too large; files are limited to {megabytes:.0f} MB."
+            )
+        return "request_too_large", (
+            f"The request body is too large; the limit is {MAX_OTHER_BODY_BYTES // 1024} KB "
+            "(files go to the upload routes, as multipart/form-data)."
+        )
+
+    async def _refuse(self, scope: Scope, send: Send, *, upload: bool) -> None:
+        code, message = self._too_large(upload)
+        # Set by RequestContextMiddleware, which runs before this one.
+        request_id = scope.get("state", {}).get("request_id")
         body = json.dumps(
-            {
-                "error": {
-                    "code": "file_too_large",
-                    "message": (
-                        f"The request is too large; files are limited to {megabytes:.0f} MB."
-                    ),
-                    "request_id": None,
-                }
-            }
+            {"error": {"code": code, "message": message, "request_id": request_id}}
         ).encode()
         await send(
             {
@@ -89,6 +106,13 @@ class BodySizeLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _is_multipart(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            return bytes(value).lower().startswith(b"multipart/form-data")
+    return False
 
 
 def _content_length(scope: Scope) -> int | None:

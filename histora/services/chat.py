@@ -375,8 +375,10 @@ async def _existing_send(
     actor_id: uuid.UUID,
     session: ChatSession | _TurnSession,
     client_message_id: str,
+    content: str,
 ) -> PreparedTurn | None:
-    """A retried send: return its turn, replaying the saved reply if there is one."""
+    """A retried send: return its turn, replaying the saved reply if there is one.
+    The same id with other words is a client's mistake, not a retry: refused."""
     previous = (
         await db.exec(
             select(ChatMessage).where(
@@ -387,6 +389,11 @@ async def _existing_send(
     ).first()
     if previous is None:
         return None
+    if previous.content != content:
+        raise ConflictError(
+            "This client_message_id was already used for another message in this "
+            "conversation. Use a new id for a new message."
+        )
     messages = await _session_messages(db, session.id)
     position = next(i for i, m in enumerate(messages) if m.id == previous.id)
     following = messages[position + 1] if position + 1 < len(messages) else None
@@ -447,7 +454,7 @@ async def start_turn(
     if client_id is not None and any(m.client_message_id == client_id for m in recent):
         await db.rollback()  # a retry leaves the session as it was
         existing = await _existing_send(
-            db, actor_id=actor_id, session=session, client_message_id=client_id
+            db, actor_id=actor_id, session=session, client_message_id=client_id, content=text
         )
         assert existing is not None
         return existing
@@ -466,7 +473,9 @@ async def start_turn(
         await db.commit()
     except IntegrityError:
         await db.rollback()
-        return await _raced_send(db, actor_id=actor_id, session_id=session_id, client_id=client_id)
+        return await _raced_send(
+            db, actor_id=actor_id, session_id=session_id, client_id=client_id, content=text
+        )
     first_position = session.summarized_message_count
     return PreparedTurn(
         actor_id=actor_id,
@@ -518,7 +527,12 @@ def _new_message(
 
 
 async def _raced_send(
-    db: AsyncSession, *, actor_id: uuid.UUID, session_id: uuid.UUID, client_id: str | None
+    db: AsyncSession,
+    *,
+    actor_id: uuid.UUID,
+    session_id: uuid.UUID,
+    client_id: str | None,
+    content: str,
 ) -> PreparedTurn:
     """After an insert conflict: the same client id came in from another request (or is
     older than the summary), so this send is a retry of that one; else the session went.
@@ -527,7 +541,7 @@ async def _raced_send(
     existing = None
     if client_id is not None:
         existing = await _existing_send(
-            db, actor_id=actor_id, session=session, client_message_id=client_id
+            db, actor_id=actor_id, session=session, client_message_id=client_id, content=content
         )
     if existing is None:
         raise ConflictError("The conversation changed while sending. Try again.")

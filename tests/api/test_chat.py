@@ -243,6 +243,15 @@ async def test_retried_send_replays_the_reply(
     messages = (await client.get(f"{SESSIONS}/{session_id}/messages")).json()
     assert messages["total"] == 2
 
+    # The same id with other words is no retry: refused, and nothing more is saved.
+    other = await client.post(
+        f"{SESSIONS}/{session_id}/messages", json={**body, "content": "Something else"}
+    )
+    assert other.status_code == 409
+    assert "already used for another message" in other.json()["error"]["message"]
+    assert (await client.get(f"{SESSIONS}/{session_id}/messages")).json()["total"] == 2
+    assert len(model.calls) == 1
+
 
 async def test_list_messages_pages(
     client: httpx.AsyncClient, container: FakeProvidersContainer

@@ -127,7 +127,10 @@ async def test_declared_body_over_the_cap_is_refused_before_parsing(
     response = await admin_client.post(
         "/api/v1/characters/marcus-aurelius/documents",
         content=b"x" * 10,
-        headers={"content-length": str(container.settings.upload_max_bytes * 2)},
+        headers={
+            "content-type": "multipart/form-data; boundary=x",
+            "content-length": str(container.settings.upload_max_bytes * 2),
+        },
     )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "file_too_large"

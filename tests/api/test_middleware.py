@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -8,6 +9,7 @@ import structlog
 
 from histora import log_config
 from histora.api import create_api
+from histora.api.body_limit import MAX_OTHER_BODY_BYTES
 from tests.conftest import FakeProvidersContainer
 
 
@@ -30,6 +32,28 @@ async def test_unsafe_request_id_is_replaced(client: httpx.AsyncClient) -> None:
     )
     assert response.headers["x-request-id"] != "bad id\twith spaces"
     assert len(response.headers["x-request-id"]) == 32
+
+
+async def test_a_json_body_over_its_cap_is_413_with_the_request_id(
+    client: httpx.AsyncClient,
+) -> None:
+    session = await client.post("/api/v1/chat/sessions", json={"character_id": "socrates"})
+    messages = f"/api/v1/chat/sessions/{session.json()['id']}/messages"
+    huge = json.dumps({"content": "x" * (MAX_OTHER_BODY_BYTES + 1)})
+
+    async def chunked() -> AsyncIterator[bytes]:
+        yield huge.encode()
+
+    for body in (huge.encode(), chunked()):  # declared, then streamed (chunked)
+        response = await client.post(
+            messages, content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 413
+        error = response.json()["error"]
+        assert error["code"] == "request_too_large" and "1024 KB" in error["message"]
+        assert error["request_id"] == response.headers["x-request-id"]
+    listed = await client.get(messages)
+    assert listed.json()["total"] == 0
 
 
 async def test_cors_allows_configured_origin(client: httpx.AsyncClient) -> None:
