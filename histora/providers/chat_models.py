@@ -32,6 +32,7 @@ from histora.providers.chat_types import (
     ModelAttempt,
     ModelSpec,
     ModelStreamError,
+    ModelTimedOutError,
     ModelUnavailableError,
     PromptMessage,
     StreamDelta,
@@ -347,7 +348,7 @@ class OpenAICompatibleChatModel:
             error_type=error_type,
         )
         if isinstance(exc, TimeoutError):
-            return ModelStreamError(model, "not finished within the total timeout")
+            return ModelTimedOutError(model)
         if isinstance(exc, openai.APIError) and not isinstance(exc, openai.APIConnectionError):
             return ModelStreamError(model, f"error event in the stream (code {exc.code})")
         return ModelStreamError(model, error_type)

@@ -125,3 +125,17 @@ class ModelStreamError(ProviderError):
     def __init__(self, model: str, error: str) -> None:
         self.model = model
         super().__init__(detail=f"{model} failed mid-stream: {error}")
+
+
+class ModelTimedOutError(ModelStreamError):
+    """The reply ran past the model's total timeout (a long question on a slow model):
+    a retry as it stands would likely run out of time again, so the message says so."""
+
+    code = "model_timed_out"
+    public_message = (
+        "The reply took longer than the time allowed for one and was stopped there. "
+        "A shorter question may help."
+    )
+
+    def __init__(self, model: str) -> None:
+        super().__init__(model, "not finished within the total timeout")

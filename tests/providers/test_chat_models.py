@@ -26,6 +26,7 @@ from histora.providers.chat_models import (
 from histora.providers.chat_types import (
     ModelSpec,
     ModelStreamError,
+    ModelTimedOutError,
     ModelUnavailableError,
     PromptMessage,
     StreamDelta,
@@ -518,8 +519,10 @@ async def test_stream_total_timeout_after_first_token_raises_stream_error(
     server.register("b")
     deltas: list[str] = []
 
-    with pytest.raises(ModelStreamError, match="total timeout"):
+    with pytest.raises(ModelTimedOutError, match="total timeout") as raised:
         await _collect(make_model(ModelSpec(name="a", total_timeout_seconds=0.4), "b"), deltas)
+    # Said as it is: a retry as it stands would run out of time again.
+    assert raised.value.code == "model_timed_out" and "shorter" in raised.value.public_message
 
     # Tokens come every 0.15 s, so the 0.4 s budget ends after about two; a busy
     # machine may deliver fewer. What matters: the text so far, then the error.
