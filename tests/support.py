@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import ASGIApp
 
 from histora.models import User
+from histora.models.users import UserPublic
 from histora.services import tokens
 from histora.settings import Settings
 from histora.state.session import SessionState
@@ -135,11 +136,13 @@ def substate(root: rx.State, state: type[StateT]) -> StateT:
 
 
 async def signed_in_root(db: AsyncSession, user: User | None, settings: Settings) -> rx.State:
-    """A state tree whose session holds an access token for ``user`` (None: anonymous)."""
+    """A state tree signed in as ``user``, as a sign-in leaves it (None: anonymous)."""
     root = reflex_root()
     if user is not None:
         pair = await tokens.issue_token_pair(db, user=user, settings=settings)
-        substate(root, SessionState)._access_token = pair.access_token
+        session = substate(root, SessionState)
+        session._access_token, session.refresh_token = pair.access_token, pair.refresh_token
+        session.user = UserPublic.model_validate(user, from_attributes=True)
     return root
 
 

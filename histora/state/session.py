@@ -60,6 +60,11 @@ class SessionState(rx.State):
     async def _actor(self, db: AsyncSession) -> User:
         """The signed-in user, re-checked on every call (disabled users are refused)."""
         settings = deps.get_container().settings
+        if not self.refresh_token:
+            # Signed out, perhaps in another tab (the sync cleared it here): the access
+            # token still held would otherwise keep this tab signed in for its lifetime.
+            self._forget()
+            raise UnauthorizedError("Please sign in to continue.")
         if self._access_token:
             try:
                 return await auth_service.authenticate_bearer(
@@ -67,9 +72,6 @@ class SessionState(rx.State):
                 )
             except UnauthorizedError:
                 self._access_token = ""
-        if not self.refresh_token:
-            self._forget()
-            raise UnauthorizedError("Please sign in to continue.")
         try:
             user, pair = await tokens.rotate_refresh_token(
                 db,
@@ -100,14 +102,14 @@ class SessionState(rx.State):
         await self._restore()
 
     async def _restore(self) -> None:
-        if self.user is not None or not self.refresh_token:
-            self.restored = True
-            return
-        try:
-            async with deps.db_session() as db:
-                await self._actor(db)
-        except HistoraError:
+        if not self.refresh_token:  # never signed in, or signed out in another tab
             self._forget()
+        if self.user is None and self.refresh_token:
+            try:
+                async with deps.db_session() as db:
+                    await self._actor(db)
+            except HistoraError:
+                self._forget()
         self.restored = True
 
     @rx.event

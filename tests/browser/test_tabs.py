@@ -135,3 +135,24 @@ def test_tabs_refreshing_at_the_same_moment_stay_signed_in(
         tab.reload()
         _still_signed_in(tab)
     _no_reuse_detected(app_log)
+
+
+def test_signing_out_in_one_tab_signs_the_others_out(app_url: str, tabs: tuple[Page, Page]) -> None:
+    chatting, other = tabs
+    sign_up(chatting, app_url, f"tabs-{uuid.uuid4().hex[:8]}@example.com", name="Two Tabs")
+    chatting.goto(f"{app_url}/chat/socrates")
+    composer = chatting.get_by_label("Your message")
+    expect(composer).to_be_visible()
+
+    other.goto(f"{app_url}/profile")
+    other.get_by_test_id("sign-out").click()
+    expect(other.get_by_test_id("profile-link")).to_have_count(0)
+
+    # The chatting tab still holds an access token, good for minutes: no matter.
+    composer.fill("Are you still there?")
+    composer.press("Enter")
+    expect(chatting.get_by_text("Please sign in to continue.")).to_be_visible()
+    expect(chatting.get_by_test_id("user-message")).to_have_count(0)
+    chatting.reload()
+    expect(chatting.get_by_test_id("sign-in")).to_be_visible()
+    expect(chatting.get_by_test_id("profile-link")).to_have_count(0)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from histora.errors import UnauthorizedError
+from histora.models.users import UserPublic
 from histora.pages.chat.state import ChatState
-from histora.state.session import acting, background_actor
+from histora.state.session import SessionState, acting, background_actor
 from tests.conftest import FakeProvidersContainer
 from tests.factories import make_user
 from tests.support import signed_in_root, substate
@@ -36,3 +39,23 @@ async def test_an_event_handler_keeps_its_user_read_in_its_own_transaction(
     async with acting(state) as (session, actor):
         assert actor.id == user.id
         assert session.in_transaction()
+
+
+async def test_a_sign_out_in_another_tab_signs_this_one_out_at_its_next_event(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    state = substate(await signed_in_root(db, user, container.settings), ChatState)
+    session = await state.get_state(SessionState)
+    # Another tab signed out: the refresh token they share is cleared here by its sync,
+    # while this tab still holds an access token that has not expired.
+    session.refresh_token = ""
+    with pytest.raises(UnauthorizedError, match="sign in"):
+        async with acting(state):
+            pass
+    assert session.user is None and not session.signed_in
+
+    # A reload of this tab finds nobody signed in either.
+    session.user = UserPublic.model_validate(user, from_attributes=True)
+    await SessionState.restore.fn(session)
+    assert session.user is None and session.restored
