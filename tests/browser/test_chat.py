@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.browser.conftest import sign_up
 
@@ -348,8 +348,26 @@ def test_a_refused_send_gives_the_text_back_and_offers_no_retry(app_url: str, pa
     )
     # Not a failed reply: nothing to write again.
     expect(page.get_by_test_id("retry")).to_have_count(0)
-    expect(page.get_by_label("Your message")).to_have_value(too_long)
+    composer = page.get_by_label("Your message")
+    expect(composer).to_have_value(too_long)
     expect(page.get_by_test_id("user-message")).to_have_count(1)
+    # The text given back shows as text, not in a one-line slit; and once a shorter
+    # question goes in its place and is sent, the emptied box is one line again.
+    one_line = 80
+    assert _height(composer) > 2 * one_line
+    composer.fill("Tell me about virtue. " * 40)
+    composer.press("Enter")
+    expect(page.get_by_test_id("user-message")).to_have_count(2)
+    expect(composer).to_have_value("")
+    page.wait_for_function(
+        f"document.querySelector('[aria-label=\"Your message\"]').offsetHeight < {one_line}"
+    )
+
+
+def _height(locator: Locator) -> float:
+    box = locator.bounding_box()
+    assert box is not None
+    return float(box["height"])
 
 
 def test_a_conversation_linked_under_another_figure_opens_under_its_own(

@@ -437,11 +437,12 @@ def _composer() -> rx.Component:
                     "Ask " + ChatState.character.name + " something…",
                 ),
                 default_value=ChatState.prefill,
-                # Remounted with the prefill when the page puts a question in the composer
-                # (a starter link, or a send that was refused and is given back).
-                key=ChatState.composer_version.to_string(),
                 enter_key_submit=~ChatState.streaming,
                 auto_height=True,
+                # Sized to its text by the browser too, where it can: a question put in
+                # the composer by the page is sized before anyone types. (Radix wraps
+                # the textarea in a box of its own, which takes the other styles.)
+                style={"& textarea": {"field_sizing": "content"}},
                 auto_focus=True,
                 rows="1",
                 # No max_length: the browser would cut a long paste silently; the send
@@ -510,6 +511,11 @@ def _composer() -> rx.Component:
         ],
         reset_on_submit=True,
         width="100%",
+        # Remounted, message box and all, with the prefill when the page puts a question
+        # in the composer (a starter link, or a send that was refused and is given
+        # back). The whole form: its box resizes on the form's reset, and a form kept
+        # across a remount would resize the box it first had, and leave the new one tall.
+        key=ChatState.composer_version.to_string(),
     )
 
 

@@ -392,6 +392,11 @@ class ChatState(rx.State):
             # (before the page knew) goes back in the composer.
             self._give_back(text, give_back=give_back)
             return None
+        if give_back and self.prefill:
+            # The composer was drawn with a question in it (given back, or a starter's),
+            # which its form's reset on this submit put back as its box's size: drawn
+            # anew, empty.
+            self.composer_version += 1
         self._assign(error="", prefill="", can_retry=False)
         started = False  # this send starts the conversation
         try:
