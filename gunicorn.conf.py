@@ -45,8 +45,9 @@ def post_worker_init(worker: Any) -> None:
     # Reflex starts uvicorn's h11 worker: asyncio's own event loop and HTTP parsed in pure
     # Python. Serve as in development and in the benchmarks instead, on uvloop with
     # httptools (both pinned in requirements.txt): requests start sooner and streams
-    # cost less CPU (bench/README.md). Read at the worker's start, which comes next; a
-    # worker class chosen in GUNICORN_CMD_ARGS is left as it is.
+    # cost less CPU (bench/README.md). Read at the worker's start, which comes next.
+    # Another worker class chosen in GUNICORN_CMD_ARGS is left as it is (the h11 worker
+    # chosen there looks like Reflex's own, and is switched too).
     if (worker.config.loop, worker.config.http) == ("asyncio", "h11"):
         worker.config.loop, worker.config.http = "uvloop", "httptools"
     # Likewise a worker whose master is killed: uvicorn workers never check their parent,

@@ -1,9 +1,9 @@
 """Refuse request bodies larger than their cap before anything buffers them.
 
 Starlette's multipart parser spools any size to disk, so the upload cap is enforced
-here, at once from Content-Length and while streaming for chunked bodies. Any other
-body (JSON) is read whole into memory before it is validated, so it has a small cap
-of its own: no JSON request of this API comes near it.
+here, at once from Content-Length and while streaming for chunked bodies. A body for
+any other route (JSON) is read whole into memory before it is validated, so it has a
+small cap of its own: no JSON request of this API comes near it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ ENVELOPE_BYTES = 64 * 1024
 # Reflex's upload route carries a whole drop of files; each file is still held to the
 # cap by the service that reads it.
 REFLEX_UPLOAD_PATH = "/_upload"
-# For bodies that are not multipart uploads.
+# For the routes that take no files.
 MAX_OTHER_BODY_BYTES = 1024 * 1024
 
 
@@ -43,7 +43,7 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        upload = _is_multipart(scope)
+        upload = _is_upload_route(str(scope.get("path", "")))
         limit = self.max_bytes if upload else MAX_OTHER_BODY_BYTES
         if scope.get("path", "").startswith(REFLEX_UPLOAD_PATH):
             limit = MAX_FILES_PER_UPLOAD * self.max_file_bytes + ENVELOPE_BYTES
@@ -108,11 +108,11 @@ class BodySizeLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def _is_multipart(scope: Scope) -> bool:
-    for name, value in scope.get("headers", []):
-        if name == b"content-type":
-            return bytes(value).lower().startswith(b"multipart/form-data")
-    return False
+def _is_upload_route(path: str) -> bool:
+    """The routes that take files (by route, not by the content type a client says)."""
+    return path.startswith(REFLEX_UPLOAD_PATH) or (
+        path.startswith("/api/") and path.rstrip("/").endswith("/documents")
+    )
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -19,6 +19,7 @@ from histora.errors import InvalidInputError, NotFoundError, UnauthorizedError
 from histora.models import ApiKey, User
 from histora.models.base import utcnow
 from histora.models.users import ApiKeyPublic
+from histora.services.text_input import refuse_nul
 
 KEY_PREFIX = "hk_"
 DISPLAY_PREFIX_LENGTH = 10
@@ -58,7 +59,7 @@ def _active() -> tuple[ColumnElement[bool], ...]:
 
 async def create_api_key(db: AsyncSession, *, actor: User, name: str) -> tuple[ApiKeyPublic, str]:
     """A new key for the actor: its public view and the secret (shown once)."""
-    clean = name.strip()
+    clean = refuse_nul(name.strip(), what="A key's name")
     if not 1 <= len(clean) <= MAX_NAME_LENGTH:
         raise InvalidInputError(f"Give the key a name of 1 to {MAX_NAME_LENGTH} characters.")
     active = (

@@ -17,6 +17,7 @@ from histora.models.characters import (
     CharacterCard,
     CharacterPublic,
 )
+from histora.services.text_input import refuse_nul
 
 MAX_QUERY_LENGTH = 100
 
@@ -48,7 +49,7 @@ async def list_published(
         statement = statement.where(Character.category == category)
     if featured is not None:
         statement = statement.where(Character.featured == featured)
-    text = (query or "").strip()
+    text = refuse_nul((query or "").strip(), what="The search text")
     if len(text) > MAX_QUERY_LENGTH:
         raise InvalidInputError(f"The search text is limited to {MAX_QUERY_LENGTH} characters.")
     if text:

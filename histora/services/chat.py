@@ -42,7 +42,12 @@ from histora.models.base import new_id, utcnow
 from histora.models.chat import DEFAULT_TITLE, ChatMessagePublic
 from histora.models.documents import CitationPublic
 from histora.providers.chat_models import ChatModel
-from histora.providers.chat_types import PromptMessage, StreamDelta, StreamEnd
+from histora.providers.chat_types import (
+    ModelTimedOutError,
+    PromptMessage,
+    StreamDelta,
+    StreamEnd,
+)
 from histora.services import conversations, prompting, retrieval
 from histora.services import search as search_service
 from histora.services.rate_limits import RateLimiter
@@ -55,6 +60,8 @@ log = structlog.get_logger(__name__)
 MAX_MESSAGE_CHARS = 4000
 CLIENT_ID_MAX_LENGTH = 64
 INTERRUPTED_ERROR = "The reply was interrupted before it finished."
+# A failed reply's code when it ran out of time: asking again as it was would too.
+TIMED_OUT = ModelTimedOutError.code
 STALE_REPLY_SECONDS = conversations.STALE_REPLY_SECONDS
 # At most this share of the model's context goes to retrieved passages.
 SOURCES_SHARE_OF_CONTEXT = 0.35
@@ -603,16 +610,73 @@ async def start_regenerate(db: AsyncSession, *, actor: User, session_id: uuid.UU
     )
 
 
+# How often a wait for the model (a summary being written, a reply's first words) looks
+# whether the user has pressed Stop; once words flow, each one does.
+STOP_POLL_SECONDS = 0.2
+# Whether the user has pressed Stop; asked in the task that reads the reply's stream.
+StopCheck = Callable[[], Awaitable[bool]]
+
+
+class _StoppedWaiting(Exception):
+    """The user stopped the reply while it waited for the model."""
+
+
+async def _unless_stopped(work: Awaitable[_T], should_stop: StopCheck | None) -> _T:
+    """What ``work`` gives; if the user stops first, ``work`` is cancelled and
+    :class:`_StoppedWaiting` raised."""
+    if should_stop is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=STOP_POLL_SECONDS)
+            if done:
+                return task.result()
+            if await should_stop():
+                raise _StoppedWaiting
+    finally:
+        await _end(task)
+
+
+async def _end(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended, even through a cancellation of our
+    own meanwhile (then raised again once it has): what it was running (a stream from
+    the model) must not be touched by anyone else before then."""
+    cancelled = False
+    if not task.done():
+        task.cancel()
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    if not task.cancelled():
+        task.exception()  # read: its error, if any, is ours to report or not
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 async def _fold_memory(
-    open_db: OpenDb, *, turn: PreparedTurn, chat_model: ChatModel, to_fold: list[int], summary: str
+    open_db: OpenDb,
+    *,
+    turn: PreparedTurn,
+    chat_model: ChatModel,
+    to_fold: list[int],
+    summary: str,
+    should_stop: StopCheck | None = None,
 ) -> str:
-    """Fold older turns into the session's rolling summary (the model writes it)."""
+    """Fold older turns into the session's rolling summary (the model writes it). A Stop
+    while the model writes it ends the wait (raising _StoppedWaiting); once it is
+    written, it is saved, uncut."""
     folded = [message for position, message in turn.history if position in to_fold]
     started = time.perf_counter()
     try:
-        completion = await chat_model.complete(
-            prompting.summary_request(turn.voice, previous_summary=summary, turns=folded),
-            max_tokens=prompting.SUMMARY_MAX_TOKENS,
+        completion = await _unless_stopped(
+            chat_model.complete(
+                prompting.summary_request(turn.voice, previous_summary=summary, turns=folded),
+                max_tokens=prompting.SUMMARY_MAX_TOKENS,
+            ),
+            should_stop,
         )
         new_summary = completion.text.strip() or prompting.fallback_summary(summary, folded)
         usage: UsageEvent | None = UsageEvent(
@@ -684,6 +748,7 @@ async def _prompt(
     turn: PreparedTurn,
     chat_model: ChatModel,
     citations: Sequence[CitationPublic] = (),
+    should_stop: StopCheck | None = None,
 ) -> list[PromptMessage]:
     specs = chat_model.models
     context_window = min(spec.context_window for spec in specs)
@@ -701,7 +766,12 @@ async def _prompt(
     if plan.to_fold:
         to_fold = [position for position, _ in turn.history[: len(plan.to_fold)]]
         summary = await _fold_memory(
-            open_db, turn=turn, chat_model=chat_model, to_fold=to_fold, summary=summary
+            open_db,
+            turn=turn,
+            chat_model=chat_model,
+            to_fold=to_fold,
+            summary=summary,
+            should_stop=should_stop,
         )
     return prompting.chat_messages(
         turn.voice,
@@ -770,7 +840,13 @@ async def _persist_reply(
         message.model = (end.model if end else None) or reply.model
         message.prompt_tokens = prompt_tokens
         message.completion_tokens = completion_tokens
-        message.error = reply.error.public_message if reply.error else None
+        message.error = (
+            reply.error.public_message
+            if reply.error
+            else INTERRUPTED_ERROR
+            if reply.status == MessageStatus.FAILED
+            else None
+        )
         cited = prompting.cited_numbers(reply.text)
         message.citations = [
             c.model_copy(update={"cited": c.n in cited}).model_dump(mode="json")
@@ -800,43 +876,13 @@ async def _persist_reply(
         return conversations.message_public(message)
 
 
-# How often a wait for the model (a summary being written, a reply's first words) looks
-# whether the user has pressed Stop; once words flow, each one does.
-STOP_POLL_SECONDS = 0.2
-
-
-class _StoppedWaiting(Exception):
-    """The user stopped the reply while it waited for the model."""
-
-
-async def _unless_stopped(
-    work: Awaitable[_T], should_stop: Callable[[], Awaitable[bool]] | None
-) -> _T:
-    """What ``work`` gives; if the user stops first, ``work`` is cancelled and
-    :class:`_StoppedWaiting` raised."""
-    if should_stop is None:
-        return await work
-    task = asyncio.ensure_future(work)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=STOP_POLL_SECONDS)
-            if done:
-                return task.result()
-            if await should_stop():
-                raise _StoppedWaiting
-    finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.wait({task})  # its own end; the cancellation is not an error here
-
-
 async def stream_turn(
     open_db: OpenDb,
     *,
     turn: PreparedTurn,
     chat_model: ChatModel,
     retriever: Retriever | None = None,
-    should_stop: Callable[[], Awaitable[bool]] | None = None,
+    should_stop: StopCheck | None = None,
 ) -> AsyncIterator[TurnEvent]:
     """Stream the reply; the reply is saved whatever happens, even on cancellation.
 
@@ -860,9 +906,12 @@ async def stream_turn(
             yield ReplySources(reply.citations)
             # A summary to write, or a long prompt, can keep the first words waiting for
             # seconds: a Stop meanwhile ends the wait.
-            prompt = await _unless_stopped(
-                _prompt(open_db, turn=turn, chat_model=chat_model, citations=reply.citations),
-                should_stop,
+            prompt = await _prompt(
+                open_db,
+                turn=turn,
+                chat_model=chat_model,
+                citations=reply.citations,
+                should_stop=should_stop,
             )
             async with contextlib.aclosing(chat_model.stream(prompt)) as events:
                 event = await _unless_stopped(anext(events, None), should_stop)
@@ -886,6 +935,12 @@ async def stream_turn(
             reply.status, reply.error = MessageStatus.FAILED, exc
         except (asyncio.CancelledError, GeneratorExit):
             reply.status = MessageStatus.STOPPED
+            raise
+        except Exception:
+            # Not the model's (a bug, or the page's Stop check failing): saved as failed,
+            # never as still being written, which would hold the conversation.
+            log.exception("chat.reply_broken")
+            reply.status = MessageStatus.FAILED
             raise
     finally:
         # Shielded: a client that goes away must not cancel saving what it was sent.

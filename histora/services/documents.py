@@ -370,7 +370,8 @@ async def delete_session_and_documents(
     Rounds are few: a conversation holds at most MAX_DOCUMENTS_PER_SESSION documents.
     """
     session = await conversations_service.get_owned_or_raise(db, actor=actor, session_id=session_id)
-    # Before anything goes (checked again once the conversation is locked).
+    # Before the documents go; checked again once the conversation is locked (a send
+    # that starts between the two leaves the conversation, its documents gone).
     await conversations_service.refuse_while_replying(db, session.id)
     for _ in range(_DELETE_ROUNDS):
         await purge_session_documents(

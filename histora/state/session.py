@@ -102,8 +102,8 @@ class SessionState(rx.State):
         await self._restore()
 
     async def _restore(self) -> None:
-        if not self.refresh_token:  # never signed in, or signed out in another tab
-            self._forget()
+        if not self.refresh_token and (self.user or self._access_token):
+            self._forget()  # signed out in another tab
         if self.user is None and self.refresh_token:
             try:
                 async with deps.db_session() as db:

@@ -167,6 +167,16 @@ async def test_forged_tokens_are_401(
     assert response.status_code == 401
 
 
+async def test_nul_in_a_key_name_or_a_search_is_422(client: httpx.AsyncClient) -> None:
+    # PostgreSQL cannot take U+0000 in text, stored or compared.
+    created = await client.post("/api/v1/api-keys", json={"name": "my\u0000script"})
+    searched = await client.get("/api/v1/characters", params={"q": "so\x00crates"})
+    for response in (created, searched):
+        assert response.status_code == 422
+        assert "U+0000" in response.json()["error"]["message"]
+    assert (await client.get("/api/v1/api-keys")).json() == []
+
+
 async def test_api_keys_create_list_use_and_revoke(client: httpx.AsyncClient) -> None:
     created = await client.post("/api/v1/api-keys", json={"name": "my script"})
     assert created.status_code == 201

@@ -21,6 +21,13 @@ from tests.conftest import FakeProvidersContainer
 from tests.factories import make_user
 
 
+@pytest.fixture(autouse=True)
+def _stop_asked_only_per_piece(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that count Stop checks count one per piece of reply: no extra check while
+    a slow machine waits for the first piece."""
+    monkeypatch.setattr(chat_service, "STOP_POLL_SECONDS", 60.0)
+
+
 async def _session(db: AsyncSession, user: User, character_id: str = "socrates") -> uuid.UUID:
     return (await conversations.create_session(db, actor=user, character_id=character_id)).id
 
@@ -238,6 +245,29 @@ async def test_stop_is_honoured_while_the_first_words_are_awaited(
     turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Now?")
     _, done = await _run(container, turn, FakeChatModel(reply="Yes."))
     assert isinstance(done, chat_service.ReplyDone) and done.message.content == "Yes."
+
+
+async def test_a_reply_broken_by_something_else_is_saved_failed_not_streaming(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    """A failure that is not the model's (here the page's Stop check) must not leave the
+    reply as still being written: that would hold the conversation for ten minutes."""
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Hi")
+
+    async def broken() -> bool:
+        raise RuntimeError("state unavailable")
+
+    with pytest.raises(RuntimeError):
+        await _run(container, turn, FakeChatModel(reply="abc", chunk_size=1), should_stop=broken)
+    reply = (await _messages(db, session_id))[-1]
+    await db.refresh(reply)
+    assert (reply.status, reply.content) == (MessageStatus.FAILED, "a")
+    assert reply.error == chat_service.INTERRUPTED_ERROR
+    # The conversation goes on at once.
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Hm?")
+    assert turn.assistant_message_id != reply.id
 
 
 async def test_client_going_away_saves_what_was_streamed(

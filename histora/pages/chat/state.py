@@ -9,6 +9,7 @@ import time
 import uuid
 
 import reflex as rx
+import structlog
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora import deps
@@ -30,6 +31,8 @@ from histora.services import conversations
 from histora.state.address import expect_address_query
 from histora.state.naming import short_state_name
 from histora.state.session import acting, background_actor
+
+log = structlog.get_logger(__name__)
 
 # DESIGN rule 10: flush the draft in batches, not per token. Each websocket frame
 # carries about 90 bytes of envelope, so a flush waits for FLUSH_MIN_CHARS new
@@ -376,6 +379,11 @@ class ChatState(rx.State):
         text = form.get("message", "")
         if not text.strip():
             return None  # Enter on an empty box: nothing to send, and nothing to say
+        if self.prefill and not self.streaming:
+            # The composer was drawn with a question in it (given back, or a starter's),
+            # which its form's reset on this submit put back as its box's size: drawn
+            # anew, empty.
+            self.composer_version += 1
         return await self._begin(text)
 
     @rx.event
@@ -392,11 +400,6 @@ class ChatState(rx.State):
             # (before the page knew) goes back in the composer.
             self._give_back(text, give_back=give_back)
             return None
-        if give_back and self.prefill:
-            # The composer was drawn with a question in it (given back, or a starter's),
-            # which its form's reset on this submit put back as its box's size: drawn
-            # anew, empty.
-            self.composer_version += 1
         self._assign(error="", prefill="", can_retry=False)
         started = False  # this send starts the conversation
         try:
@@ -476,10 +479,13 @@ class ChatState(rx.State):
             # interval: before the first words, nothing else reads it.
             now = time.monotonic()
             if not stop[0] and now - stop_read_at[0] >= chat_service.STOP_POLL_SECONDS:
-                async with self:
-                    # A Stop is for the reply on screen (the page may have moved on).
-                    stop[0] = self._is_showing(turn) and self._stop_requested
                 stop_read_at[0] = now
+                try:
+                    async with self:
+                        # A Stop is for the reply on screen (the page may have moved on).
+                        stop[0] = self._is_showing(turn) and self._stop_requested
+                except Exception:
+                    log.warning("chat.stop_check_failed", exc_info=True)
             return stop[0]
 
         pending: list[str] = []
@@ -516,7 +522,9 @@ class ChatState(rx.State):
                 if final is not None:
                     self._append(final.message)
                     if isinstance(final, chat_service.ReplyFailed):
-                        self.error, self.can_retry = final.public_message, True
+                        # Not a reply that ran out of time: the same question would too.
+                        retry = final.code != chat_service.TIMED_OUT
+                        self.error, self.can_retry = final.public_message, retry
                 await self._clear_draft()
                 self.streaming, self._turn = False, None
         async with self:
