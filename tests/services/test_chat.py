@@ -430,17 +430,25 @@ async def test_a_long_conversation_opens_on_its_newest_messages(
     assert [m.content for m in shown] == ["Answer 1", "Question 2", "Answer 2"]
 
 
-async def test_long_conversations_fold_into_a_summary(
-    db: AsyncSession, container: FakeProvidersContainer
-) -> None:
-    user = await make_user(db)
+async def _long_conversation(
+    db: AsyncSession, container: FakeProvidersContainer, user: User
+) -> uuid.UUID:
+    """Eight long turns on a roomy model: nothing is folded yet, but a small one would."""
     session_id = await _session(db, user)
-    small = [ModelSpec(name="tiny", max_tokens=100, context_window=1100)]
-    for i in range(8):  # a roomy model first: nothing is folded yet
+    for i in range(8):
         turn = await chat_service.start_turn(
             db, actor=user, session_id=session_id, content=f"Question {i} " + "q" * 300
         )
         await _run(container, turn, FakeChatModel(reply=f"Answer {i} " + "a" * 300))
+    return session_id
+
+
+async def test_long_conversations_fold_into_a_summary(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id = await _long_conversation(db, container, user)
+    small = [ModelSpec(name="tiny", max_tokens=100, context_window=1100)]
     model = FakeChatModel(
         replies=["SUMMARY: they discussed many questions.", "Final answer."], models=small
     )
@@ -460,6 +468,40 @@ async def test_long_conversations_fold_into_a_summary(
         await db.exec(select(UsageEvent).where(UsageEvent.kind == UsageKind.SUMMARY))
     ).all()
     assert len(summaries) >= 1
+
+
+class _SlowSummaries(FakeChatModel):
+    """Takes its time over a summary (a long conversation on a slow model)."""
+
+    async def complete(self, messages: object, *, max_tokens: int | None = None) -> Completion:
+        self.calls.append([])
+        await asyncio.sleep(30)
+        raise AssertionError("the summary was waited for to the end")
+
+
+async def test_stop_is_honoured_while_the_summary_is_written_and_nothing_half_saved(
+    db: AsyncSession, container: FakeProvidersContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chat_service, "STOP_POLL_SECONDS", 0.01)
+    user = await make_user(db)
+    session_id = await _long_conversation(db, container, user)
+    small = [ModelSpec(name="tiny", max_tokens=100, context_window=1100)]
+    slow = _SlowSummaries(reply="Never sent.", models=small)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="And now?")
+    asked: list[int] = []
+    async with asyncio.timeout(10):  # the summary would take 30 s
+        text, done = await _run(
+            container, turn, slow, should_stop=_asking(lambda: len(asked.append(1) or asked) > 3)
+        )
+
+    assert isinstance(done, chat_service.ReplyDone) and text == ""
+    assert (done.message.status, done.message.content) == (MessageStatus.STOPPED, "")
+    assert len(slow.calls) == 1  # the summary only: the reply was never asked for
+    db.expunge_all()
+    session = await db.get(ChatSession, session_id)
+    assert session is not None and (session.summary, session.summarized_message_count) == ("", 0)
+    summaries = select(UsageEvent).where(UsageEvent.kind == UsageKind.SUMMARY)
+    assert (await db.exec(summaries)).all() == []
 
 
 class _NoSummaries(FakeChatModel):

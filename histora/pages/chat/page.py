@@ -58,6 +58,13 @@ def _focus_composer() -> rx.event.EventSpec:
     return rx.set_focus(COMPOSER_ID)
 
 
+def _ask_and_follow(handler: rx.event.EventHandler) -> list[rx.event.EventType[()]]:
+    """``handler`` (a new question), then, in the browser with no round trip: the view
+    scrolled down to it and its reply (it may be sent from higher up in a long
+    conversation), and the focus back in the composer."""
+    return [handler, rx.scroll_to(CONVERSATION_END, align_to_top=False), _focus_composer()]
+
+
 def _session_menu(session: rx.Var[SessionLink]) -> rx.Component:
     return rx.menu.root(
         rx.menu.trigger(
@@ -479,11 +486,7 @@ def _composer() -> rx.Component:
                     type="button",
                     variant="soft",
                     aria_label="Continue the reply",
-                    on_click=[
-                        ChatState.continue_reply,
-                        rx.scroll_to(CONVERSATION_END, align_to_top=False),
-                        _focus_composer(),
-                    ],
+                    on_click=_ask_and_follow(ChatState.continue_reply),
                     title="Ask for the rest of the reply",
                     data_testid="continue",
                 ),
@@ -502,13 +505,7 @@ def _composer() -> rx.Component:
             align="end",
             width="100%",
         ),
-        # Scrolled in the browser (no round trip): a question sent from higher up in a
-        # long conversation brings the view down to it and its reply.
-        on_submit=[
-            ChatState.send,
-            rx.scroll_to(CONVERSATION_END, align_to_top=False),
-            _focus_composer(),
-        ],
+        on_submit=_ask_and_follow(ChatState.send),
         reset_on_submit=True,
         width="100%",
         # Remounted, message box and all, with the prefill when the page puts a question
