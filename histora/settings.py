@@ -20,6 +20,12 @@ from histora.errors import ConfigurationError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRET_FILE_NAME = "secret_key"  # noqa: S105 - a file name, not a secret
 MIN_SECRET_BYTES = 32
+# A reply still marked as being written this long after it started was left by a process
+# that died; the next send to its conversation marks it failed. The model settings must
+# keep every turn well inside it (``Settings._check_turn_fits``).
+STALE_REPLY_SECONDS = 600
+# What a turn does besides its model calls (sources looked up, rows saved), with room.
+TURN_MARGIN_SECONDS = 60
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -184,6 +190,27 @@ class Settings(BaseSettings):
                 "HISTORA_CHUNK_OVERLAP_CHARS must be smaller than HISTORA_CHUNK_SIZE_CHARS."
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_turn_fits(self) -> Settings:
+        if self.longest_turn_seconds + TURN_MARGIN_SECONDS > STALE_REPLY_SECONDS:
+            raise ValueError(
+                f"One chat turn could take {self.longest_turn_seconds:g} s with these "
+                "settings (its summary and its reply, each down the whole model chain at "
+                "HISTORA_MODEL_TIMEOUT_SECONDS per model, plus "
+                "HISTORA_MODEL_RETRY_BUDGET_SECONDS), but a reply still being written "
+                f"after {STALE_REPLY_SECONDS} s is taken for one left by a crash. Keep it "
+                f"under {STALE_REPLY_SECONDS - TURN_MARGIN_SECONDS} s: lower the timeout, "
+                "the retry budget, or the number of HISTORA_CHAT_MODELS."
+            )
+        return self
+
+    @property
+    def longest_turn_seconds(self) -> float:
+        """The longest one chat turn may take by its model settings: the rolling summary,
+        then the reply, each tried down the whole chain, each with its retry budget."""
+        chain = len(self.chat_models) if self.resolved_model_provider == "openai" else 1
+        return 2 * (max(chain, 1) * self.model_timeout_seconds + self.model_retry_budget_seconds)
 
     @property
     def is_production(self) -> bool:

@@ -67,6 +67,21 @@ def test_chunk_overlap_must_be_smaller_than_chunk_size() -> None:
         Settings(_env_file=None, chunk_size_chars=500, chunk_overlap_chars=500)  # type: ignore[call-arg]
 
 
+def test_a_turn_must_end_well_before_its_reply_is_taken_for_a_crashed_one(
+    tmp_path: Path,
+) -> None:
+    # Defaults: summary and reply, two remote models at 60 s each, 10 s of retries each.
+    remote = {"openai_api_key": "sk-test"}
+    assert _settings(tmp_path, **remote).longest_turn_seconds == 2 * (2 * 60 + 10)
+    assert _settings(tmp_path).longest_turn_seconds == 2 * (60 + 10)  # the local model
+    # 2 * (3 * 86 + 10) = 536 s, and 60 s of margin, fit under 600 s; 87 s do not.
+    _settings(tmp_path, **remote, chat_models="a,b,c", model_timeout_seconds=86)
+    with pytest.raises(ValidationError, match="HISTORA_MODEL_TIMEOUT_SECONDS"):
+        _settings(tmp_path, **remote, chat_models="a,b,c", model_timeout_seconds=87)
+    with pytest.raises(ValidationError, match="HISTORA_CHAT_MODELS"):
+        _settings(tmp_path, model_timeout_seconds=300)  # local: 2 * (300 + 10)
+
+
 def test_reflex_redis_url_also_configures_histora(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HISTORA_REDIS_URL", raising=False)
     monkeypatch.setenv("REFLEX_REDIS_URL", "redis://redis.internal:6379/2")

@@ -10,6 +10,7 @@ from histora.errors import ForbiddenError
 from histora.models import Role, User
 from histora.models.base import Page
 from histora.models.users import UserPublic
+from histora.services.text_input import refuse_nul
 
 
 def require_admin(actor: User) -> None:
@@ -22,7 +23,7 @@ async def list_users(
 ) -> Page[UserPublic]:
     require_admin(actor)
     statement = select(User)
-    text = query.strip().lower()
+    text = refuse_nul(query.strip().lower(), what="The search text")
     if text:
         pattern = f"%{text.replace('%', '').replace('_', '')}%"
         statement = statement.where(

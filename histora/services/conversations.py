@@ -20,11 +20,12 @@ from histora.models.chat import ChatMessagePublic, ChatSessionPublic, SessionLin
 from histora.services import characters as characters_service
 from histora.services.text_input import refuse_nul
 
+# Re-exported: the chat services and pages read it here.
+from histora.settings import STALE_REPLY_SECONDS as STALE_REPLY_SECONDS
+
 TITLE_MAX_LENGTH = 200
 PREVIEW_LENGTH = 140
 SESSION_NOT_FOUND = "No such conversation."
-# Longer than any model call may take (total timeout), so only dead replies match.
-STALE_REPLY_SECONDS = 600
 
 
 def session_id_from(raw: str) -> uuid.UUID:

@@ -75,7 +75,9 @@ def _check_can_link(user: User, claims: FirebaseClaims) -> None:
 async def _create(
     db: AsyncSession, *, claims: FirebaseClaims, email: str, signup_credits: int
 ) -> User:
-    name = (claims.display_name or "").strip() or email.split("@", 1)[0]
+    # The name comes from the identity provider, not a form: a NUL in it (which
+    # PostgreSQL cannot store) is dropped rather than refusing the sign-in.
+    name = (claims.display_name or "").replace("\x00", "").strip() or email.split("@", 1)[0]
     user = User(
         email=email,
         display_name=name[:MAX_DISPLAY_NAME_LENGTH],

@@ -68,6 +68,18 @@ async def test_display_name_defaults_to_the_email_local_part(
     assert user.credits == 0
 
 
+async def test_a_nul_in_the_providers_name_is_dropped_not_stored(
+    db: AsyncSession, identity: FakeIdentityProvider
+) -> None:
+    # PostgreSQL cannot store U+0000; a name from Google is not ours to refuse.
+    claims = await _claims(identity, _email(), display_name="Ada\x00 Lovelace")
+    named = await upsert_firebase_user(db, claims=claims, signup_credits=0)
+    claims = await _claims(identity, "only.nul@example.com", display_name="\x00")
+    unnamed = await upsert_firebase_user(db, claims=claims, signup_credits=0)
+
+    assert (named.display_name, unnamed.display_name) == ("Ada Lovelace", "only.nul")
+
+
 async def test_next_sign_in_finds_user_by_uid_and_keeps_our_role(
     db: AsyncSession, identity: FakeIdentityProvider
 ) -> None:
