@@ -51,6 +51,9 @@ MATRIX: dict[str, Attempt] = {
     "ChatSessionsState.archive": lambda root, ids: ChatSessionsState.archive.fn(
         substate(root, ChatSessionsState), ids["session"]
     ),
+    "ChatSessionsState.undo_archive": lambda root, ids: ChatSessionsState.undo_archive.fn(
+        substate(root, ChatSessionsState), ids["session"], True
+    ),
     "ChatSessionsState.ask_delete": lambda root, ids: _ask_then_confirm(root, ids["session"]),
     "ChatSessionsState.ask_rename": lambda root, ids: _rename(root, ids["session"]),
     "ConversationsState.set_archived": lambda root, ids: ConversationsState.set_archived.fn(
@@ -204,3 +207,21 @@ async def test_owners_and_admins_can_manage_documents(
     assert await db.get(Document, uuid.UUID(documents["session_document"])) is None
     requeued = await db.get(Document, uuid.UUID(documents["character_document"]))
     assert requeued is not None and requeued.status == DocumentStatus.QUEUED
+
+
+@pytest.mark.parametrize("caller", ["stranger", "anonymous", "owner"])
+async def test_only_the_owner_can_undo_archiving(
+    db: AsyncSession, container: FakeProvidersContainer, caller: str
+) -> None:
+    # The matrix above starts from a conversation in the list; this one is archived.
+    owner = await make_user(db)
+    session = await conversations.create_session(db, actor=owner, character_id="socrates")
+    await conversations.set_archived(db, actor=owner, session_id=session.id, archived=True)
+    acting_as = {"stranger": await make_user(db), "anonymous": None, "owner": owner}[caller]
+    root = await _root_as(db, acting_as, container)
+
+    await MATRIX["ChatSessionsState.undo_archive"](root, {"session": str(session.id)})
+
+    db.expunge_all()
+    kept = await db.get(ChatSession, session.id)
+    assert kept is not None and kept.archived == (caller != "owner")

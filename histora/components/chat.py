@@ -18,6 +18,14 @@ _MARKDOWN_STYLE = {
         "text_align": "left",
     },
     "& pre": {"overflow_x": "auto", "max_width": "100%"},
+    # A quoted passage (figures quote often) stands apart from the reply's own words.
+    "& blockquote": {
+        "border_left": f"3px solid {rx.color('amber', 7)}",
+        "padding_left": "var(--space-3)",
+        "margin": "var(--space-2) 0",
+        "color": rx.color("gray", 11),
+        "font_style": "italic",
+    },
 }
 
 
@@ -35,23 +43,36 @@ def _image_as_link(*_children: object, **_props: object) -> rx.Component:
     # refused (javascript:, data:) arrives empty and leaves only the text.
     src = rx.Var("props?.src", _var_type=str)
     label = rx.Var("(props?.alt || 'Image')", _var_type=str)
-    return rx.cond(
-        src,
-        rx.link(
-            rx.icon("image", size=14, display="inline", vertical_align="middle"),
-            " ",
-            label,
-            href=src,
-            title=src,
-            is_external=True,
-            rel="noopener noreferrer",
-            data_testid="reply-image-link",
-        ),
-        rx.text(label, as_="span"),
+    # The image's own attributes are spread on this root: a span, which fetches nothing
+    # and, unlike a fragment, takes them without a warning.
+    return rx.el.span(
+        rx.cond(
+            src,
+            rx.link(
+                rx.icon("image", size=14, display="inline", vertical_align="middle"),
+                " ",
+                label,
+                href=src,
+                title=src,
+                is_external=True,
+                rel="noopener noreferrer",
+                data_testid="reply-image-link",
+            ),
+            rx.text(label, as_="span"),
+        )
     )
 
 
-def safe_markdown(text: rx.Var[str] | str) -> rx.Component:
+@rx.memo
+def safe_markdown(text: rx.Var[str]) -> rx.Component:
+    """Markdown that cannot run scripts, as a component of its own.
+
+    Its own component because react-markdown's component map is built by a function
+    that calls a React hook (the code blocks' colour mode), and Reflex calls it where
+    the markdown is drawn: inlined in a page's list or condition, that hook would be
+    called a varying number of times per render, which React reports as a change in
+    the order of hooks and which can lose other hooks' state.
+    """
     # use_raw=False: model output is untrusted, raw HTML in it must never render.
     return rx.markdown(
         text,
@@ -113,7 +134,9 @@ def message_bubble(message: rx.Var[ChatBubble]) -> rx.Component:
     mine = message.role == "user"
     return _bubble(
         rx.cond(
-            mine, rx.text(message.content, white_space="pre-wrap"), safe_markdown(message.content)
+            mine,
+            rx.text(message.content, white_space="pre-wrap"),
+            safe_markdown(text=message.content),
         ),
         _status_note(message),
         rx.cond(~mine, sources_row(message.citations, message.content)),
@@ -127,7 +150,7 @@ def draft_bubble(draft: rx.Var[str], sources: rx.Var[list[CitationPublic]]) -> r
         rx.cond(
             draft == "",
             rx.hstack(rx.spinner(size="1"), rx.text("Thinking…", size="2"), align="center"),
-            safe_markdown(draft),
+            safe_markdown(text=draft),
         ),
         sources_row(sources, draft),
         mine=False,

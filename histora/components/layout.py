@@ -264,3 +264,10 @@ def page_layout(
 def loading() -> rx.Component:
     """What a page shows while its data loads."""
     return rx.center(rx.spinner(size="3"), width="100%", padding="var(--space-8)")
+
+
+def titled(name: rx.Var[str] | str) -> rx.Var[str]:
+    """A page title that names what the page shows (a figure, say) before the app's
+    name, as tabs and history list it; the app's name alone until it is loaded."""
+    shown = rx.Var.create(name).to(str)
+    return rx.cond(shown, shown + " · Histora", "Histora").to(str)

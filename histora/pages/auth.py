@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import reflex as rx
 import structlog
@@ -55,6 +56,9 @@ class AuthFormState(rx.State):
     error: str = ""
     busy: bool = False
     google_enabled: bool = False
+    # "?next=…" while the page was opened to come back somewhere after signing in, so
+    # the link between sign-in and sign-up keeps the way back.
+    next_query: str = ""
 
     async def _complete(self, call: SignInCall, **fields: str) -> rx.event.EventSpec | None:
         """Runs one sign-in attempt; signs the browser in or shows a friendly error."""
@@ -126,6 +130,8 @@ class AuthFormState(rx.State):
     @rx.event
     def clear(self) -> None:
         self.error, self.busy = "", False
+        next_path = _next_path(self.router.url.query_parameters.get("next", "/"))
+        self.next_query = "" if next_path == "/" else "?" + urlencode({"next": next_path})
         settings = deps.get_container().settings
         self.google_enabled = sign_in_service.google_sign_in_config(settings) is not None
 
@@ -246,7 +252,11 @@ def login_page() -> rx.Component:
             test_id="sign-in",
             on_submit=AuthFormState.sign_in,
         ),
-        rx.text("New here? ", rx.link("Create an account", href="/register"), size="2"),
+        rx.text(
+            "New here? ",
+            rx.link("Create an account", href="/register" + AuthFormState.next_query),
+            size="2",
+        ),
     )
 
 
@@ -269,5 +279,9 @@ def register_page() -> rx.Component:
             test_id="sign-up",
             on_submit=AuthFormState.sign_up,
         ),
-        rx.text("Already have an account? ", rx.link("Sign in", href="/login"), size="2"),
+        rx.text(
+            "Already have an account? ",
+            rx.link("Sign in", href="/login" + AuthFormState.next_query),
+            size="2",
+        ),
     )

@@ -6,7 +6,7 @@ import reflex as rx
 
 from histora import deps
 from histora.components.characters import figure_not_found, portrait
-from histora.components.layout import loading, page_layout
+from histora.components.layout import loading, page_layout, titled
 from histora.models.characters import CharacterPublic
 from histora.services import characters as characters_service
 from histora.state.session import SessionState
@@ -122,7 +122,7 @@ def _profile(character: rx.Var[CharacterPublic]) -> rx.Component:
 
 @rx.page(
     route="/characters/[character_id]",
-    title="Histora",
+    title=titled(CharacterPageState.character.name),
     on_load=[SessionState.restore, CharacterPageState.load],
 )
 def character_page() -> rx.Component:

@@ -53,6 +53,23 @@ def test_chat_requires_an_account(app_url: str, page: Page) -> None:
     expect(page).to_have_url(f"{app_url}/login?next=/chat/socrates")
 
 
+def test_a_new_account_made_on_the_way_to_a_chat_arrives_there(app_url: str, page: Page) -> None:
+    page.goto(f"{app_url}/chat/socrates")
+    page.get_by_role("link", name="Create an account").click()
+    expect(page).to_have_url(f"{app_url}/register?next=%2Fchat%2Fsocrates")
+    page.get_by_role("main").get_by_role("link", name="Sign in").click()  # the way is kept
+    expect(page).to_have_url(f"{app_url}/login?next=%2Fchat%2Fsocrates")
+    page.get_by_role("link", name="Create an account").click()
+    page.get_by_label("Name").fill("Newcomer")
+    page.get_by_label("Email").fill(f"newcomer-{uuid.uuid4().hex[:8]}@example.com")
+    page.get_by_label("Password (10+ characters)").fill(USER_PASSWORD)
+    page.get_by_test_id("sign-up").click()
+
+    expect(page).to_have_url(f"{app_url}/chat/socrates")
+    expect(page).to_have_title("Socrates · Histora")
+    expect(page.get_by_label("Your message")).to_be_visible()
+
+
 def test_ask_about_puts_the_question_in_the_composer_after_signing_in(
     app_url: str, page: Page
 ) -> None:

@@ -118,6 +118,7 @@ def test_chat_streams_stops_and_regenerates(app_url: str, page: Page) -> None:
     received = _frames_received(page)
     sign_up(page, app_url, f"chat-{uuid.uuid4().hex[:8]}@example.com")
     page.goto(f"{app_url}/characters/socrates")
+    expect(page).to_have_title("Socrates · Histora")  # as tabs and history list it
     page.get_by_test_id("start-chat").click()
     expect(page.get_by_test_id("starter-chip")).to_have_count(3)
 
@@ -452,6 +453,23 @@ def test_an_archived_conversation_opened_by_its_link_says_so_and_can_be_restored
     expect(page.get_by_test_id("archived-note")).to_have_count(0)
 
 
+def test_archiving_the_open_conversation_can_be_undone(app_url: str, page: Page) -> None:
+    _new_socrates_conversation(page, app_url, "undoer", "What is temperance?")
+    address = page.url
+    page.get_by_test_id("session-menu").click()
+    page.get_by_role("menuitem", name="Archive").click()
+    expect(page.get_by_test_id("session-link")).to_have_count(0)
+    expect(page.get_by_test_id("user-message")).to_have_count(0)  # a new one took its place
+
+    page.get_by_role("button", name="Undo").click()
+    expect(page).to_have_url(address)
+    expect(page.get_by_test_id("user-message")).to_have_text("What is temperance?")
+    expect(page.get_by_test_id("session-link")).to_contain_text("What is temperance?")
+    expect(page.get_by_test_id("archived-note")).to_have_count(0)
+    page.reload()  # saved, not only shown
+    expect(page.get_by_test_id("session-link")).to_contain_text("What is temperance?")
+
+
 def test_an_image_in_a_reply_is_a_link_and_never_fetched(
     app_url: str, app_data_dir: Path, page: Page
 ) -> None:
@@ -464,7 +482,7 @@ def test_an_image_in_a_reply_is_a_link_and_never_fetched(
             "UPDATE chat_messages SET content = ? WHERE session_id = ? AND role = 'assistant'",
             (
                 f"Behold: ![The agora]({leak}), ![](javascript:alert(1)) "
-                "and [a map](http://127.0.0.1:9/map)",
+                "and [a map](http://127.0.0.1:9/map)\n\n> Know thyself.",
                 session.hex,
             ),
         )
@@ -486,6 +504,10 @@ def test_an_image_in_a_reply_is_a_link_and_never_fetched(
     expect(reply).to_contain_text("Image and a map")
     expect(reply.get_by_role("link")).to_have_count(2)
     assert not [url for url in requested if "127.0.0.1:9/" in url]
+    quote = reply.locator("blockquote")  # a quoted passage stands apart from the reply
+    expect(quote).to_have_text("Know thyself.")
+    expect(quote).to_have_css("border-left-style", "solid")
+    expect(quote).to_have_css("font-style", "italic")
 
 
 def test_a_new_conversation_page_keeps_its_address_until_a_question_starts_one(

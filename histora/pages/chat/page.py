@@ -10,7 +10,7 @@ import reflex as rx
 from histora.components.characters import figure_not_found, portrait
 from histora.components.chat import draft_bubble, message_bubble
 from histora.components.documents import confirm_delete_dialog, document_item
-from histora.components.layout import focus_script, loading, page_layout
+from histora.components.layout import focus_script, loading, page_layout, titled
 from histora.components.uploads import drop_zone, upload_outcomes
 from histora.models.chat import SessionLink
 from histora.pages.chat.address import conversation_address
@@ -550,7 +550,7 @@ def _chat() -> rx.Component:
 
 @rx.page(
     route="/chat/[character_id]",
-    title="Histora: chat",
+    title=titled(ChatState.character.name),
     on_load=[
         SessionState.require_user,
         ChatState.load,
