@@ -88,6 +88,9 @@ class PreparedTurn:
     user_position: int = 0
     # Set when a retried send already has its reply: it is replayed, not regenerated.
     replay: ChatMessagePublic | None = None
+    # A regenerated reply as it was: given back unless the new one is whole
+    # (``_gives_back_earlier``).
+    replaces: ChatMessagePublic | None = None
     # False when start_turn saw no ready sources for the character or session: the reply
     # then skips retrieval, and its own database round trips, on the way to the model.
     may_have_sources: bool = True
@@ -108,6 +111,8 @@ class ReplyDelta:
 @dataclass(frozen=True)
 class ReplyDone:
     message: ChatMessagePublic
+    # A regenerate stopped before it finished: ``message`` is the earlier reply, kept.
+    earlier_kept: bool = False
 
 
 @dataclass(frozen=True)
@@ -355,6 +360,7 @@ async def _prepare(
     user_message: ChatMessage,
     assistant: ChatMessage,
     replay: ChatMessage | None = None,
+    replaces: ChatMessagePublic | None = None,
 ) -> PreparedTurn:
     messages = await _session_messages(db, session.id)
     user_position = next(i for i, m in enumerate(messages) if m.id == user_message.id)
@@ -370,6 +376,7 @@ async def _prepare(
         history=_history(messages[start:user_position], first_position=start),
         user_position=user_position,
         replay=conversations.message_public(replay) if replay else None,
+        replaces=replaces,
     )
     # End the read transaction: the caller is about to wait on a model.
     await db.commit()
@@ -410,6 +417,14 @@ async def _existing_send(
         for stale in _stale_replies([following]):
             stale.status, stale.error = MessageStatus.FAILED, INTERRUPTED_ERROR
             db.add(stale)
+        if _unanswered(following) and following.id == messages[-1].id:
+            # The first try ended before a word (its client went away, or the model
+            # could not answer): a retry is asked to answer, not told nothing.
+            _answer_again(db, following)
+            await db.commit()
+            return await _prepare(
+                db, actor_id=actor_id, session=session, user_message=previous, assistant=following
+            )
         return await _prepare(
             db, actor_id=actor_id, session=session, user_message=previous, assistant=following,
             replay=following,
@@ -596,18 +611,41 @@ async def start_regenerate(db: AsyncSession, *, actor: User, session_id: uuid.UU
     if len(messages) < 2 or messages[-1].role != MessageRole.ASSISTANT:
         raise InvalidInputError("There is no reply to regenerate yet.")
     await _refuse_if_replying(db, session.id)
-    user_message = messages[-2]
-    await db.delete(messages[-1])
-    assistant = ChatMessage(
-        session_id=session.id, role=MessageRole.ASSISTANT, status=MessageStatus.STREAMING
-    )
-    db.add(assistant)
+    user_message, reply = messages[-2], messages[-1]
+    earlier = conversations.message_public(reply)
+    _answer_again(db, reply)
     conversations.touch(session)
     db.add(session)
     await db.commit()
     return await _prepare(
-        db, actor_id=actor.id, session=session, user_message=user_message, assistant=assistant
+        db,
+        actor_id=actor.id,
+        session=session,
+        user_message=user_message,
+        assistant=reply,
+        replaces=earlier,
     )
+
+
+def _answer_again(db: AsyncSession, reply: ChatMessage) -> None:
+    """The reply's row takes the next answer to its question. Its words stay in the
+    database until that answer is saved over them: a process that dies meanwhile leaves
+    them (marked interrupted), never an empty reply."""
+    reply.status = MessageStatus.STREAMING
+    reply.updated_at = utcnow()
+    db.add(reply)
+
+
+def _unanswered(reply: ChatMessage) -> bool:
+    """A reply that ended without a word of an answer."""
+    ended = reply.status in (MessageStatus.STOPPED, MessageStatus.FAILED)
+    return ended and not reply.content
+
+
+def _gives_back_earlier(turn: PreparedTurn, reply: _Reply) -> bool:
+    """A regenerated reply stays until its replacement is whole: one that fails, or is
+    stopped (by the user, or by an API client that went away), gives it back."""
+    return turn.replaces is not None and reply.status != MessageStatus.COMPLETE
 
 
 # How often a wait for the model (a summary being written, a reply's first words) looks
@@ -804,6 +842,19 @@ class _Reply:
         return "".join(self.parts)
 
 
+def _restore(message: ChatMessage, earlier: ChatMessagePublic) -> None:
+    message.content, message.status = earlier.content, earlier.status
+    message.cut_short, message.model, message.error = (
+        earlier.cut_short,
+        earlier.model,
+        earlier.error,
+    )
+    message.credits_charged = earlier.credits_charged
+    message.prompt_tokens = earlier.prompt_tokens
+    message.completion_tokens = earlier.completion_tokens
+    message.citations = [c.model_dump(mode="json") for c in earlier.citations]
+
+
 async def _persist_reply(
     open_db: OpenDb,
     *,
@@ -830,28 +881,33 @@ async def _persist_reply(
                 id=turn.assistant_message_id, session_id=turn.session_id, role=MessageRole.ASSISTANT
             )
             return conversations.message_public(message)
-        message.content = reply.text
-        message.status = reply.status
-        message.cut_short = (
-            reply.status == MessageStatus.COMPLETE
-            and end is not None
-            and end.finish_reason == LENGTH_LIMIT_REACHED
-        )
-        message.model = (end.model if end else None) or reply.model
-        message.prompt_tokens = prompt_tokens
-        message.completion_tokens = completion_tokens
-        message.error = (
-            reply.error.public_message
-            if reply.error
-            else INTERRUPTED_ERROR
-            if reply.status == MessageStatus.FAILED
-            else None
-        )
-        cited = prompting.cited_numbers(reply.text)
-        message.citations = [
-            c.model_copy(update={"cited": c.n in cited}).model_dump(mode="json")
-            for c in reply.citations
-        ]
+        model = (end.model if end else None) or reply.model
+        if _gives_back_earlier(turn, reply):
+            assert turn.replaces is not None
+            _restore(message, turn.replaces)
+        else:
+            message.content = reply.text
+            message.status = reply.status
+            message.cut_short = (
+                reply.status == MessageStatus.COMPLETE
+                and end is not None
+                and end.finish_reason == LENGTH_LIMIT_REACHED
+            )
+            message.model = model
+            message.prompt_tokens = prompt_tokens
+            message.completion_tokens = completion_tokens
+            message.error = (
+                reply.error.public_message
+                if reply.error
+                else INTERRUPTED_ERROR
+                if reply.status == MessageStatus.FAILED
+                else None
+            )
+            cited = prompting.cited_numbers(reply.text)
+            message.citations = [
+                c.model_copy(update={"cited": c.n in cited}).model_dump(mode="json")
+                for c in reply.citations
+            ]
         message.updated_at = utcnow()
         db.add(message)
         session = await db.get(ChatSession, turn.session_id)
@@ -866,7 +922,8 @@ async def _persist_reply(
                     message_id=message.id,
                     character_id=turn.character_id,
                     kind=UsageKind.CHAT,
-                    model=message.model or "",
+                    # The tokens this answer used, kept or not.
+                    model=model or "",
                     prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens,
                     latency_ms=round((time.perf_counter() - started) * 1000),
@@ -947,7 +1004,10 @@ async def stream_turn(
         saved = await asyncio.shield(
             _persist_reply(open_db, turn=turn, reply=reply, prompt=prompt, started=started)
         )
-    if reply.error is not None:
-        yield ReplyFailed(saved, reply.error.code, reply.error.public_message)
+    if reply.error is None:
+        yield ReplyDone(saved, earlier_kept=_gives_back_earlier(turn, reply))
+    elif _gives_back_earlier(turn, reply):
+        kept = f"{reply.error.public_message} The earlier reply is kept."
+        yield ReplyFailed(saved, reply.error.code, kept)
     else:
-        yield ReplyDone(saved)
+        yield ReplyFailed(saved, reply.error.code, reply.error.public_message)

@@ -331,6 +331,133 @@ async def test_regenerate_replaces_the_last_reply(
     assert done.message.content == "Second answer."
 
 
+async def _regenerating(
+    db: AsyncSession, container: FakeProvidersContainer, user: User
+) -> tuple[uuid.UUID, ChatMessagePublic, chat_service.PreparedTurn]:
+    """A conversation with one complete reply, and a regenerate of it begun."""
+    session_id = await _session(db, user)
+    earlier = await _saved_reply(
+        db, container, user, session_id, "Q", FakeChatModel(reply="A reply worth keeping.")
+    )
+    turn = await chat_service.start_regenerate(db, actor=user, session_id=session_id)
+    return session_id, earlier, turn
+
+
+async def _usage_of(db: AsyncSession, message_id: uuid.UUID) -> list[UsageEvent]:
+    rows = await db.exec(select(UsageEvent).where(UsageEvent.message_id == message_id))
+    return list(rows.all())
+
+
+async def test_a_regenerate_that_fails_gives_the_earlier_reply_back(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    for model in (
+        FakeChatModel(fail_before_first_token=True),
+        FakeChatModel(reply="A new answer that breaks off", fail_after_chars=8),
+    ):
+        session_id, earlier, turn = await _regenerating(db, container, user)
+        # Meanwhile the row keeps its words: a crash now would not leave it empty.
+        during = await _messages(db, session_id)
+        assert (during[1].status, during[1].content) == ("streaming", earlier.content)
+
+        _, failed = await _run(container, turn, model)
+
+        assert isinstance(failed, chat_service.ReplyFailed)
+        assert failed.public_message.endswith("The earlier reply is kept.")
+        assert failed.message.model_dump(exclude={"updated_at"}) == earlier.model_dump(
+            exclude={"updated_at"}
+        )
+        saved = await _messages(db, session_id)
+        assert [(m.id, m.content, m.status) for m in saved[1:]] == [
+            (earlier.id, "A reply worth keeping.", MessageStatus.COMPLETE)
+        ]
+        # Tokens the failed answer used are still counted.
+        assert len(await _usage_of(db, earlier.id)) == 2
+
+
+async def test_a_regenerate_stopped_before_its_first_words_gives_the_earlier_reply_back(
+    db: AsyncSession, container: FakeProvidersContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chat_service, "STOP_POLL_SECONDS", 0.01)
+    user = await make_user(db)
+    session_id, earlier, turn = await _regenerating(db, container, user)
+    slow = FakeChatModel(reply="Too late.", delay_seconds=30)
+
+    async with asyncio.timeout(10):  # the first word would take 30 s
+        _, done = await _run(container, turn, slow, should_stop=_asking(lambda: True))
+
+    assert isinstance(done, chat_service.ReplyDone) and done.earlier_kept
+    assert (done.message.id, done.message.content) == (earlier.id, earlier.content)
+    assert done.message.status == MessageStatus.COMPLETE
+    saved = await _messages(db, session_id)
+    assert [(m.content, m.status) for m in saved] == [
+        ("Q", MessageStatus.COMPLETE),
+        ("A reply worth keeping.", MessageStatus.COMPLETE),
+    ]
+
+
+async def test_a_regenerate_stopped_while_writing_gives_the_earlier_reply_back(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    session_id, earlier, turn = await _regenerating(db, container, user)
+    model = FakeChatModel(reply="A new answer, stopped early.", chunk_size=6)
+
+    text, done = await _run(container, turn, model, should_stop=_asking(lambda: True))
+
+    assert text == "A new "  # shown as it came, then the Stop
+    assert isinstance(done, chat_service.ReplyDone) and done.earlier_kept
+    assert (done.message.content, done.message.status) == (earlier.content, "complete")
+    assert [m.content for m in await _messages(db, session_id)] == ["Q", earlier.content]
+
+
+async def test_a_whole_regenerated_reply_replaces_the_earlier_in_its_row(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    user = await make_user(db)
+    for model in (
+        FakeChatModel(reply="A better answer."),
+        FakeChatModel(reply="A longer answer", finish_reason="length"),  # cut short: whole
+    ):
+        session_id, earlier, turn = await _regenerating(db, container, user)
+        text, done = await _run(container, turn, model)
+        assert isinstance(done, chat_service.ReplyDone) and not done.earlier_kept
+        assert (done.message.id, done.message.content) == (earlier.id, text)
+        assert [m.content for m in await _messages(db, session_id)] == ["Q", text]
+
+
+async def test_a_retried_send_whose_reply_said_nothing_is_answered_not_replayed(
+    db: AsyncSession, container: FakeProvidersContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that went away before the first words, then sends again with the same
+    client id, gets an answer; one whose reply had begun gets it as it was saved."""
+    monkeypatch.setattr(chat_service, "STOP_POLL_SECONDS", 0.01)
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    send = {"actor": user, "session_id": session_id, "content": "Why?", "client_message_id": "c"}
+    slow = FakeChatModel(reply="Too late.", delay_seconds=30)
+    async with asyncio.timeout(10):
+        _, gone = await _run(
+            container,
+            await chat_service.start_turn(db, **send),
+            slow,
+            should_stop=_asking(lambda: True),
+        )
+    assert (gone.message.status, gone.message.content) == (MessageStatus.STOPPED, "")
+
+    await db.refresh(user)
+    retry = await chat_service.start_turn(db, **send)
+    assert retry.replay is None and retry.assistant_message_id == gone.message.id
+    _, answered = await _run(container, retry, FakeChatModel(reply="Because.", chunk_size=3))
+    assert (answered.message.status, answered.message.content) == ("complete", "Because.")
+
+    await db.refresh(user)
+    again = await chat_service.start_turn(db, **send)  # now it has words: replayed
+    assert again.replay is not None and again.replay.content == "Because."
+    assert [m.content for m in await _messages(db, session_id)] == ["Why?", "Because."]
+
+
 async def test_regenerate_without_a_reply_is_invalid(
     db: AsyncSession, container: FakeProvidersContainer
 ) -> None:

@@ -293,7 +293,7 @@ async def test_a_missing_session_is_not_found_like_another_users(
     assert missing.value.public_message == conversations.SESSION_NOT_FOUND
 
 
-async def test_a_retry_while_its_reply_is_written_is_refused_and_a_stale_one_fails(
+async def test_a_retry_while_its_reply_is_written_is_refused_and_a_stale_one_is_answered(
     db: AsyncSession, container: FakeProvidersContainer
 ) -> None:
     user = await make_user(db)
@@ -305,7 +305,8 @@ async def test_a_retry_while_its_reply_is_written_is_refused_and_a_stale_one_fai
         await _send_c1(db, user, session_id)
     await db.rollback()
 
-    # The reply was left streaming by a crash: the retry fails it and replays that.
+    # The reply was left streaming, without a word, by a crash: the retry answers it,
+    # in the same row (nothing is duplicated).
     await db.exec(
         update(ChatMessage)
         .where(col(ChatMessage.session_id) == session_id)
@@ -313,12 +314,13 @@ async def test_a_retry_while_its_reply_is_written_is_refused_and_a_stale_one_fai
     )
     await db.commit()
     db.expunge_all()
+    before = await _messages(db, session_id)
     retried = await _send_c1(db, user, session_id)
-    assert retried.replay is not None and retried.replay.status == MessageStatus.FAILED
+    assert retried.replay is None and retried.assistant_message_id == before[1].id
     saved = await _messages(db, session_id)
     assert [(m.role, m.status) for m in saved] == [
         (MessageRole.USER, MessageStatus.COMPLETE),
-        (MessageRole.ASSISTANT, MessageStatus.FAILED),
+        (MessageRole.ASSISTANT, MessageStatus.STREAMING),
     ]
 
 

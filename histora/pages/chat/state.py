@@ -7,6 +7,7 @@ import functools
 import operator
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import reflex as rx
 import structlog
@@ -465,7 +466,7 @@ class ChatState(rx.State):
         )
 
     @rx.event(background=True)
-    async def stream_reply(self) -> None:
+    async def stream_reply(self) -> AsyncIterator[rx.event.EventSpec]:
         async with self:
             turn = self._turn
         if turn is None:
@@ -517,6 +518,7 @@ class ChatState(rx.State):
                     last_flush = time.monotonic()
             else:
                 final = event
+        earlier_kept = False
         async with self:
             if self._is_showing(turn):
                 if final is not None:
@@ -525,10 +527,14 @@ class ChatState(rx.State):
                         # Not a reply that ran out of time: the same question would too.
                         retry = final.code != chat_service.TIMED_OUT
                         self.error, self.can_retry = final.public_message, retry
+                    else:
+                        earlier_kept = final.earlier_kept
                 await self._clear_draft()
                 self.streaming, self._turn = False, None
         async with self:
             await self._refresh_sessions()
+        if earlier_kept:  # the bubble that was being written gave way to the earlier one
+            yield rx.toast.info("Stopped. The earlier reply is kept.", duration=4000)
 
 
 # Worked out in the browser from the conversation it holds: as server vars, these two
