@@ -46,8 +46,16 @@ class RateLimitedError(HistoraError):
     def __init__(
         self, public_message: str | None = None, *, retry_after: int = 1, detail: str | None = None
     ) -> None:
+        if public_message is None:  # say how long, as Retry-After does for programs
+            public_message = f"Too many requests. Please try again in {_wait(retry_after)}."
         super().__init__(public_message, detail=detail)
         self.retry_after = retry_after
+
+
+def _wait(seconds: int) -> str:
+    if seconds < 120:
+        return "1 second" if seconds <= 1 else f"{seconds} seconds"
+    return f"{round(seconds / 60)} minutes"
 
 
 class InvalidInputError(HistoraError):

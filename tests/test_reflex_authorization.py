@@ -97,7 +97,7 @@ async def _rename(root: rx.State, session_id: str) -> None:
 
 async def _ask_then_confirm(root: rx.State, session_id: str) -> None:
     state = substate(root, ChatSessionsState)
-    ChatSessionsState.ask_delete.fn(state, session_id)
+    await ChatSessionsState.ask_delete.fn(state, session_id)
     await ChatSessionsState.confirm_delete.fn(state)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
@@ -66,4 +68,24 @@ def create_api(settings: Settings | None = None, *, frontend_port: int | None = 
     api.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
     api.add_middleware(BodySizeLimitMiddleware, max_file_bytes=settings.upload_max_bytes)
     api.add_middleware(RequestContextMiddleware)
+    _document_event_streams(api)
     return api
+
+
+def _document_event_streams(api: FastAPI) -> None:
+    """A route that answers 200 with server-sent events says only that: FastAPI also
+    lists its default JSON for every 200, which no client of those routes gets."""
+    build = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            schema = build()
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    content = operation.get("responses", {}).get("200", {}).get("content", {})
+                    if "text/event-stream" in content:
+                        content.pop("application/json", None)
+            api.openapi_schema = schema
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]

@@ -201,7 +201,13 @@ def confirm_delete_dialog(
             ),
             rx.hstack(
                 rx.alert_dialog.cancel(
-                    rx.button("Cancel", variant="soft", color_scheme="gray", on_click=on_cancel)
+                    rx.button(
+                        "Cancel",
+                        variant="soft",
+                        color_scheme="gray",
+                        on_click=on_cancel,
+                        auto_focus=True,  # the safe choice first, for Enter and Space
+                    )
                 ),
                 rx.alert_dialog.action(
                     rx.button(
@@ -217,6 +223,9 @@ def confirm_delete_dialog(
             ),
         ),
         open=open_,
+        # Escape (or a click outside) closes it as Cancel does; without this the open
+        # state stays with the page, so the dialog would neither close nor take focus.
+        on_open_change=on_cancel,
     )
 
 

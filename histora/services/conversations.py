@@ -18,7 +18,7 @@ from histora.models import Character, ChatMessage, ChatSession, MessageStatus, U
 from histora.models.base import Page, utcnow
 from histora.models.chat import ChatMessagePublic, ChatSessionPublic, SessionLink
 from histora.services import characters as characters_service
-from histora.services.text_input import refuse_nul
+from histora.services.text_input import refuse_nul, without_bidi_controls
 
 # Re-exported: the chat services and pages read it here.
 from histora.settings import STALE_REPLY_SECONDS as STALE_REPLY_SECONDS
@@ -199,7 +199,7 @@ async def _character_names(db: AsyncSession, ids: set[str]) -> dict[str, str]:
 async def rename_session(
     db: AsyncSession, *, actor: User, session_id: uuid.UUID, title: str
 ) -> ChatSessionPublic:
-    clean = refuse_nul(" ".join(title.split()), what="A title")
+    clean = refuse_nul(" ".join(without_bidi_controls(title).split()), what="A title")
     if not clean:
         raise InvalidInputError("A title cannot be empty.")
     if len(clean) > TITLE_MAX_LENGTH:

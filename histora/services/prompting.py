@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from histora.models.characters import format_year
 from histora.providers.chat_types import PromptMessage
+from histora.services.text_input import without_bidi_controls
 
 # Without a tokenizer for every provider, estimate: about 4 characters a token in
 # English prose, plus a few tokens of per-message framing.
@@ -225,8 +226,20 @@ def chat_messages(
     ]
 
 
+# Markdown a title would show as typed: links and images (kept: their text), code
+# ticks, bold, strike-through, and emphasis around a word.
+_MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_MARKDOWN_MARKS = re.compile(r"`+|\*\*|__|~~")
+_MARKDOWN_EMPHASIS = re.compile(r"(?<!\w)[*_](\S(?:[^*_]*\S)?)[*_](?!\w)")
+_MARKDOWN_LINE_START = re.compile(r"^\s*(?:#{1,6}|>|[-*+]|\d+[.)])\s+", re.MULTILINE)
+
+
 def title_from_message(content: str, *, limit: int = 60) -> str:
-    text = " ".join(content.split())
+    """A conversation's title from its first question: its words, without the markdown
+    or the invisible reordering characters they may carry."""
+    plain = _MARKDOWN_LINE_START.sub("", without_bidi_controls(content))
+    plain = _MARKDOWN_EMPHASIS.sub(r"\1", _MARKDOWN_MARKS.sub("", _MARKDOWN_LINK.sub(r"\1", plain)))
+    text = " ".join(plain.split())
     if len(text) <= limit:
         return text or "New conversation"
     cut = text[:limit].rsplit(" ", 1)[0] or text[:limit]

@@ -89,6 +89,17 @@ async def test_patch_renames_and_archives(client: httpx.AsyncClient) -> None:
     assert archived.json()["total"] == 1
 
 
+async def test_a_title_loses_the_characters_that_would_reorder_it(
+    client: httpx.AsyncClient,
+) -> None:
+    # U+202E would show "My \u202eeltit" as "My title" reversed in every list.
+    session_id = await _create(client)
+    response = await client.patch(
+        f"{SESSIONS}/{session_id}", json={"title": "My \u202eeltit\u202c \u2067note\u2069"}
+    )
+    assert response.status_code == 200 and response.json()["title"] == "My eltit note"
+
+
 async def test_patch_with_nothing_is_422(client: httpx.AsyncClient) -> None:
     session_id = await _create(client)
     response = await client.patch(f"{SESSIONS}/{session_id}", json={})

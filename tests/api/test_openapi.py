@@ -36,3 +36,15 @@ async def test_docs_page_is_served_without_any_outside_host(client: httpx.AsyncC
         assert len(asset.content) > 1000, url
     script = await client.get("/api/v1/docs/static/swagger-ui-bundle.js")
     assert "SwaggerUIBundle" in script.text
+
+
+async def test_streamed_routes_document_their_200_as_server_sent_events(
+    client: httpx.AsyncClient,
+) -> None:
+    paths = (await client.get("/api/v1/openapi.json")).json()["paths"]
+    for route in ("messages", "regenerate"):
+        responses = paths[f"/api/v1/chat/sessions/{{session_id}}/{route}"]["post"]["responses"]
+        assert list(responses["200"]["content"]) == ["text/event-stream"], route
+        # Their other answers are JSON, as before.
+        assert list(responses["201"]["content"]) == ["application/json"], route
+        assert list(responses["409"]["content"]) == ["application/json"], route

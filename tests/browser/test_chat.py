@@ -192,6 +192,11 @@ def test_chat_streams_stops_and_regenerates(app_url: str, page: Page) -> None:
     picked.click()
     expect(picked).to_have_count(0)
     expect(page.get_by_test_id("user-message")).to_have_count(2)
+    # The buttons beside the message box show their icons alone: the box keeps most
+    # of the row, its placeholder on one line.
+    expect(page.get_by_role("button", name="Send")).to_have_text("", use_inner_text=True)
+    box = page.get_by_label("Your message").bounding_box()
+    assert box is not None and box["width"] >= 0.6 * 390, box
 
 
 def test_stop_works_before_the_first_words(app_url: str, page: Page) -> None:
@@ -215,6 +220,32 @@ def test_stop_works_before_the_first_words(app_url: str, page: Page) -> None:
     composer.fill("In one word: what is virtue?")
     composer.press("Enter")
     expect(page.get_by_test_id("assistant-message")).to_have_count(2, timeout=90_000)
+
+
+def test_a_regenerate_stopped_midway_gives_the_earlier_reply_back(app_url: str, page: Page) -> None:
+    sign_up(page, app_url, f"regen-{uuid.uuid4().hex[:8]}@example.com")
+    page.goto(f"{app_url}/chat/socrates")
+    # A long answer, so the Stop comes while the next one is still being written.
+    page.get_by_label("Your message").fill(
+        "Tell me at length, in many paragraphs: what is justice?"
+    )
+    page.get_by_test_id("send").click()
+    expect(page.get_by_test_id("regenerate")).to_be_visible(timeout=120_000)
+    reply = page.get_by_test_id("assistant-message")
+    earlier = reply.inner_text()
+
+    page.get_by_test_id("regenerate").click()
+    draft = page.get_by_test_id("draft-message")
+    expect(draft).not_to_have_text("Thinking…", timeout=60_000)  # the new one is being written
+    page.get_by_test_id("stop").click()
+
+    expect(page.get_by_text("Stopped. The earlier reply is kept.")).to_be_visible()
+    expect(reply).to_have_count(1)
+    assert reply.inner_text() == earlier
+    page.reload()  # saved so, not only shown
+    expect(reply).to_have_count(1)
+    expect(page.get_by_test_id("regenerate")).to_be_visible()
+    assert reply.inner_text() == earlier
 
 
 def test_all_conversations_are_listed_and_archived_ones_come_back(app_url: str, page: Page) -> None:
@@ -303,6 +334,14 @@ def test_a_document_added_before_the_first_question_starts_the_conversation(
     expect(page.get_by_test_id("chat-documents").get_by_test_id("document-row")).to_contain_text(
         notes.name
     )
+
+    # Its delete confirmation takes the keyboard: the focus on Cancel, Escape to close.
+    documents.get_by_test_id("document-delete").click()
+    expect(page.get_by_role("alertdialog")).to_be_visible()
+    expect(page.get_by_role("button", name="Cancel")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("alertdialog")).to_have_count(0)
+    expect(documents.get_by_test_id("document-row")).to_have_count(1)  # nothing deleted
 
 
 def test_a_long_unbroken_address_wraps_inside_its_bubble(app_url: str, page: Page) -> None:
@@ -397,6 +436,10 @@ def test_the_conversation_menu_dialogs_keep_the_keyboard_focus(app_url: str, pag
     menu.click()
     page.get_by_test_id("session-delete").click()
     expect(page.get_by_role("button", name="Cancel")).to_be_focused()
+    # It names the conversation: the menu need not be the open one's.
+    expect(page.get_by_test_id("delete-conversation-description")).to_have_text(
+        "“What is courage?” and its messages are deleted for good."
+    )
     page.keyboard.press("Escape")  # closes the confirmation, deletes nothing
     expect(page.get_by_test_id("confirm-delete")).to_have_count(0)
     expect(composer).to_be_focused()

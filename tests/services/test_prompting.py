@@ -112,6 +112,17 @@ def test_fallback_summary_lists_recent_questions() -> None:
         ("  What   is justice? ", "What is justice?"),
         ("word " * 30, ("word " * 12).strip() + "…"),
         ("", "New conversation"),
+        (
+            "What is **justice**? Here is `code` and ~~not~~ this",
+            "What is justice? Here is code and not this",
+        ),
+        (
+            "# Virtue\n> *Know* thyself, said [the oracle](http://x.example)",
+            "Virtue Know thyself, said the oracle",
+        ),
+        ("- one\n1. two _three_ snake_case 2 * 3", "one two three snake_case 2 * 3"),
+        ("My \u202eeltit\u202c and \u2067this\u2069", "My eltit and this"),
+        ("שלום עולם", "שלום עולם"),  # right-to-left text needs no control characters
     ],
 )
 def test_title_from_message(text: str, title: str) -> None:

@@ -134,3 +134,16 @@ def test_redis_urls_map_to_async_storage(url: str, expected: str) -> None:
 def test_other_urls_are_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="HISTORA_REDIS_URL"):
         async_storage_uri("http://localhost:6379")
+
+
+async def test_a_refusal_says_how_long_to_wait() -> None:
+    limiter = RateLimiter()
+    await limiter.hit("1/hour", "chat-user", "u1")
+    with pytest.raises(RateLimitedError) as refused:
+        await limiter.hit("1/hour", "chat-user", "u1")
+    minutes = round(refused.value.retry_after / 60)
+    assert refused.value.public_message == (
+        f"Too many requests. Please try again in {minutes} minutes."
+    )
+    assert RateLimitedError(retry_after=1).public_message.endswith("in 1 second.")
+    assert RateLimitedError(retry_after=45).public_message.endswith("in 45 seconds.")

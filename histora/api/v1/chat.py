@@ -181,14 +181,21 @@ async def _reply(
 
 STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     201: {"model": TurnResult, "description": "With stream=false: the saved reply"},
-    200: {"description": "Server-sent events: message, sources, delta, done, error"},
+    200: {
+        "description": "Server-sent events: message, sources, delta, done, error",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
     404: {"model": ErrorResponse},
     409: {"model": ErrorResponse},
     503: {"model": ErrorResponse},
 }
 
 
-@router.post("/{session_id}/messages", response_model=None, responses=STREAM_RESPONSES)
+@router.post(
+    "/{session_id}/messages",
+    response_model=None,
+    responses=STREAM_RESPONSES,
+)
 async def send_message(
     session_id: uuid.UUID, body: MessageCreate, db: DbDep, actor: ActorDep, container: ContainerDep
 ) -> StreamingResponse | JSONResponse:
@@ -205,7 +212,11 @@ async def send_message(
     return await _reply(turn, container, stream=body.stream)
 
 
-@router.post("/{session_id}/regenerate", response_model=None, responses=STREAM_RESPONSES)
+@router.post(
+    "/{session_id}/regenerate",
+    response_model=None,
+    responses=STREAM_RESPONSES,
+)
 async def regenerate_reply(
     session_id: uuid.UUID,
     db: DbDep,

@@ -272,7 +272,15 @@ def _delete_dialog() -> rx.Component:
     return rx.alert_dialog.root(
         rx.alert_dialog.content(
             rx.alert_dialog.title("Delete this conversation?"),
-            rx.alert_dialog.description("Its messages are deleted for good."),
+            rx.alert_dialog.description(
+                rx.cond(
+                    ChatSessionsState.confirm_delete_title != "",
+                    rx.fragment("“", ChatSessionsState.confirm_delete_title, "” and its"),
+                    "Its",
+                ),
+                " messages are deleted for good.",
+                data_testid="delete-conversation-description",
+            ),
             rx.hstack(
                 rx.alert_dialog.cancel(
                     rx.button(
@@ -432,6 +440,12 @@ def _error() -> rx.Component:
     )
 
 
+def _wide_screen_label(text: str) -> rx.Component:
+    # On a phone a button shows its icon alone (its aria-label names it), so the message
+    # box keeps most of the row.
+    return rx.text(text, as_="span", display=rx.breakpoints(initial="none", sm="inline"))
+
+
 def _composer() -> rx.Component:
     return rx.form(
         rx.hstack(
@@ -466,23 +480,27 @@ def _composer() -> rx.Component:
                 ChatState.streaming,
                 rx.button(
                     rx.icon("square"),
-                    "Stop",
+                    _wide_screen_label("Stop"),
                     type="button",
                     on_click=[ChatState.stop, _focus_composer()],
                     color_scheme="red",
                     variant="soft",
+                    aria_label="Stop",
                     data_testid="stop",
                 ),
-                rx.button(rx.icon("send"), "Send", type="submit", data_testid="send"),
+                rx.button(
+                    rx.icon("send"),
+                    _wide_screen_label("Send"),
+                    type="submit",
+                    aria_label="Send",
+                    data_testid="send",
+                ),
             ),
             rx.cond(
                 can_continue(),
                 rx.button(
                     rx.icon("chevrons-right"),
-                    # On a phone the icon alone, so the message box keeps its width.
-                    rx.text(
-                        "Continue", as_="span", display=rx.breakpoints(initial="none", sm="inline")
-                    ),
+                    _wide_screen_label("Continue"),
                     type="button",
                     variant="soft",
                     aria_label="Continue the reply",

@@ -17,6 +17,7 @@ UNDO_SECONDS = 8  # how long "Archived" offers its Undo
 
 class ChatSessionsState(rx.State):
     confirm_delete_id: str = ""
+    confirm_delete_title: str = ""
     rename_id: str = ""
     rename_title: str = ""
     rename_error: str = ""
@@ -54,8 +55,12 @@ class ChatSessionsState(rx.State):
         await chat._refresh_sessions()
 
     @rx.event
-    def ask_delete(self, session_id: str) -> None:
+    async def ask_delete(self, session_id: str) -> None:
+        chat = await self.get_state(ChatState)
+        listed = {link.id: link.title for link in chat._listed_sessions()}
+        # The dialog names the conversation: its menu need not be the open one's.
         self.confirm_delete_id = session_id
+        self.confirm_delete_title = listed.get(session_id, "")
 
     @rx.event
     def cancel_delete(self) -> None:
