@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class HistoraError(Exception):
     """Base of every error the product raises on purpose.
@@ -55,7 +57,7 @@ class RateLimitedError(HistoraError):
 def _wait(seconds: int) -> str:
     if seconds < 120:
         return "1 second" if seconds <= 1 else f"{seconds} seconds"
-    return f"{round(seconds / 60)} minutes"
+    return f"{math.ceil(seconds / 60)} minutes"  # never less than Retry-After says
 
 
 class InvalidInputError(HistoraError):

@@ -194,14 +194,18 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_turn_fits(self) -> Settings:
         if self.longest_turn_seconds + TURN_MARGIN_SECONDS > STALE_REPLY_SECONDS:
+            remote = self.resolved_model_provider == "openai"
+            chain = "down the whole model chain " if remote else ""
+            levers = "the timeout, the retry budget, or the number of HISTORA_CHAT_MODELS"
             raise ValueError(
                 f"One chat turn could take {self.longest_turn_seconds:g} s with these "
-                "settings (its summary and its reply, each down the whole model chain at "
+                f"settings (its summary and its reply, each {chain}at "
                 "HISTORA_MODEL_TIMEOUT_SECONDS per model, plus "
                 "HISTORA_MODEL_RETRY_BUDGET_SECONDS), but a reply still being written "
                 f"after {STALE_REPLY_SECONDS} s is taken for one left by a crash. Keep it "
-                f"under {STALE_REPLY_SECONDS - TURN_MARGIN_SECONDS} s: lower the timeout, "
-                "the retry budget, or the number of HISTORA_CHAT_MODELS."
+                f"under {STALE_REPLY_SECONDS - TURN_MARGIN_SECONDS} s: lower "
+                + (levers if remote else "the timeout or the retry budget")
+                + "."
             )
         return self
 

@@ -78,8 +78,11 @@ def test_a_turn_must_end_well_before_its_reply_is_taken_for_a_crashed_one(
     _settings(tmp_path, **remote, chat_models="a,b,c", model_timeout_seconds=86)
     with pytest.raises(ValidationError, match="HISTORA_MODEL_TIMEOUT_SECONDS"):
         _settings(tmp_path, **remote, chat_models="a,b,c", model_timeout_seconds=87)
-    with pytest.raises(ValidationError, match="HISTORA_CHAT_MODELS"):
+    with pytest.raises(ValidationError, match="number of HISTORA_CHAT_MODELS"):
+        _settings(tmp_path, **remote, chat_models="a,b,c", model_timeout_seconds=87)
+    with pytest.raises(ValidationError, match="HISTORA_MODEL_TIMEOUT_SECONDS") as local:
         _settings(tmp_path, model_timeout_seconds=300)  # local: 2 * (300 + 10)
+    assert "HISTORA_CHAT_MODELS" not in str(local.value)  # one model, no chain to shorten
 
 
 def test_reflex_redis_url_also_configures_histora(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,7 +53,7 @@ from histora.services import search as search_service
 from histora.services.rate_limits import RateLimiter
 from histora.services.search import Retriever
 from histora.services.text_input import refuse_nul
-from histora.settings import Settings
+from histora.settings import TURN_MARGIN_SECONDS, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +67,7 @@ STALE_REPLY_SECONDS = conversations.STALE_REPLY_SECONDS
 SOURCES_SHARE_OF_CONTEXT = 0.35
 
 _CHARACTER_GONE = "This historical figure is no longer available."
+_REPLYING = "A reply is still being written. Wait for it or stop it first."
 _TICK = timedelta(microseconds=1)
 
 OpenDb = Callable[[], AbstractAsyncContextManager[AsyncSession]]
@@ -91,6 +92,8 @@ class PreparedTurn:
     # A regenerated reply as it was: given back unless the new one is whole
     # (``_gives_back_earlier``).
     replaces: ChatMessagePublic | None = None
+    # This turn, among those that write the same reply row (a regenerate, a retry).
+    turn_id: uuid.UUID = field(default_factory=uuid.uuid4)
     # False when start_turn saw no ready sources for the character or session: the reply
     # then skips retrieval, and its own database round trips, on the way to the model.
     may_have_sources: bool = True
@@ -420,7 +423,7 @@ async def _existing_send(
         if _unanswered(following) and following.id == messages[-1].id:
             # The first try ended before a word (its client went away, or the model
             # could not answer): a retry is asked to answer, not told nothing.
-            _answer_again(db, following)
+            await _answer_again(db, following)
             await db.commit()
             return await _prepare(
                 db, actor_id=actor_id, session=session, user_message=previous, assistant=following
@@ -599,7 +602,7 @@ def _stale_replies(messages: Sequence[_M]) -> list[_M]:
         if message.status != MessageStatus.STREAMING:
             continue
         if message.updated_at > stale_before:
-            raise ConflictError("A reply is still being written. Wait for it or stop it first.")
+            raise ConflictError(_REPLYING)
         stale.append(message)
     return stale
 
@@ -613,7 +616,7 @@ async def start_regenerate(db: AsyncSession, *, actor: User, session_id: uuid.UU
     await _refuse_if_replying(db, session.id)
     user_message, reply = messages[-2], messages[-1]
     earlier = conversations.message_public(reply)
-    _answer_again(db, reply)
+    await _answer_again(db, reply)
     conversations.touch(session)
     db.add(session)
     await db.commit()
@@ -627,25 +630,62 @@ async def start_regenerate(db: AsyncSession, *, actor: User, session_id: uuid.UU
     )
 
 
-def _answer_again(db: AsyncSession, reply: ChatMessage) -> None:
+async def _answer_again(db: AsyncSession, reply: ChatMessage) -> None:
     """The reply's row takes the next answer to its question. Its words stay in the
     database until that answer is saved over them: a process that dies meanwhile leaves
-    them (marked interrupted), never an empty reply."""
-    reply.status = MessageStatus.STREAMING
-    reply.updated_at = utcnow()
-    db.add(reply)
+    them (marked interrupted), never an empty reply.
+
+    Taken only if it is still as read: of two regenerates (or retries) at once, from two
+    tabs or clients, one gets the row and the other a conflict, on PostgreSQL too, where
+    reading the reply took no lock."""
+    taken = await db.exec(
+        update(ChatMessage)
+        .where(
+            col(ChatMessage.id) == reply.id,
+            col(ChatMessage.status) == reply.status,
+            col(ChatMessage.content) == reply.content,
+        )
+        .values(status=MessageStatus.STREAMING, updated_at=utcnow())
+    )
+    if taken.rowcount != 1:
+        await db.rollback()
+        raise ConflictError(_REPLYING)
 
 
 def _unanswered(reply: ChatMessage) -> bool:
     """A reply that ended without a word of an answer."""
-    ended = reply.status in (MessageStatus.STOPPED, MessageStatus.FAILED)
-    return ended and not reply.content
+    return reply.status != MessageStatus.STREAMING and not reply.content.strip()
 
 
 def _gives_back_earlier(turn: PreparedTurn, reply: _Reply) -> bool:
-    """A regenerated reply stays until its replacement is whole: one that fails, or is
-    stopped (by the user, or by an API client that went away), gives it back."""
-    return turn.replaces is not None and reply.status != MessageStatus.COMPLETE
+    """A regenerated reply stays until its replacement is whole: one that fails, is
+    stopped (by the user, or by an API client that went away), or says nothing gives it
+    back; if it had words to give back."""
+    earlier = turn.replaces
+    if earlier is None or not earlier.content.strip():
+        return False
+    return reply.status != MessageStatus.COMPLETE or not reply.text.strip()
+
+
+def _first_words_budget(chat_model: ChatModel) -> float:
+    """How long a turn may wait for its first words, all told (sources, summary, the
+    chain's models and their retries), so that with the longest a model may then write,
+    the reply is saved well before STALE_REPLY_SECONDS takes it for one left by a crash."""
+    longest_reply = max((spec.total_timeout_seconds for spec in chat_model.models), default=0)
+    return max(1.0, STALE_REPLY_SECONDS - TURN_MARGIN_SECONDS - longest_reply)
+
+
+async def _by(deadline: float, work: Awaitable[_T], reply: _Reply) -> _T:
+    """``work``'s result, if it comes by ``deadline`` (event loop time); else the reply
+    has timed out."""
+    limit = asyncio.timeout_at(deadline)
+    try:
+        async with limit:
+            return await work
+    except TimeoutError:
+        if not limit.expired():
+            raise
+        raise ModelTimedOutError(reply.model or "the model chain") from None
 
 
 # How often a wait for the model (a summary being written, a reply's first words) looks
@@ -955,23 +995,32 @@ async def stream_turn(
     started = time.perf_counter()
     reply = _Reply(model=chat_model.models[0].name if chat_model.models else None)
     prompt: list[PromptMessage] = []
+    first_words_by = asyncio.get_running_loop().time() + _first_words_budget(chat_model)
     try:
         try:
-            reply.citations = await _retrieve(
-                open_db, turn=turn, retriever=retriever, chat_model=chat_model
+            reply.citations = await _by(
+                first_words_by,
+                _retrieve(open_db, turn=turn, retriever=retriever, chat_model=chat_model),
+                reply,
             )
             yield ReplySources(reply.citations)
             # A summary to write, or a long prompt, can keep the first words waiting for
             # seconds: a Stop meanwhile ends the wait.
-            prompt = await _prompt(
-                open_db,
-                turn=turn,
-                chat_model=chat_model,
-                citations=reply.citations,
-                should_stop=should_stop,
+            prompt = await _by(
+                first_words_by,
+                _prompt(
+                    open_db,
+                    turn=turn,
+                    chat_model=chat_model,
+                    citations=reply.citations,
+                    should_stop=should_stop,
+                ),
+                reply,
             )
             async with contextlib.aclosing(chat_model.stream(prompt)) as events:
-                event = await _unless_stopped(anext(events, None), should_stop)
+                event = await _by(
+                    first_words_by, _unless_stopped(anext(events, None), should_stop), reply
+                )
                 while event is not None:
                     if isinstance(event, StreamDelta):
                         reply.parts.append(event.text)

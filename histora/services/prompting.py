@@ -226,19 +226,11 @@ def chat_messages(
     ]
 
 
-# Markdown a title would show as typed: links and images (kept: their text), code
-# ticks, bold, strike-through, and emphasis around a word.
-_MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
-_MARKDOWN_MARKS = re.compile(r"`+|\*\*|__|~~")
-_MARKDOWN_EMPHASIS = re.compile(r"(?<!\w)[*_](\S(?:[^*_]*\S)?)[*_](?!\w)")
-_MARKDOWN_LINE_START = re.compile(r"^\s*(?:#{1,6}|>|[-*+]|\d+[.)])\s+", re.MULTILINE)
-
-
 def title_from_message(content: str, *, limit: int = 60) -> str:
-    """A conversation's title from its first question: its words, without the markdown
-    or the invisible reordering characters they may carry."""
-    plain = _MARKDOWN_LINE_START.sub("", without_bidi_controls(content))
-    plain = _MARKDOWN_EMPHASIS.sub(r"\1", _MARKDOWN_MARKS.sub("", _MARKDOWN_LINK.sub(r"\1", plain)))
+    """A conversation's title from its first question: its words as typed (the question
+    shows as typed too), without the invisible characters that would reorder them."""
+    # Only the start can show: the rest of a long question is not read.
+    plain = without_bidi_controls(content[: limit * 8])
     text = " ".join(plain.split())
     if len(text) <= limit:
         return text or "New conversation"

@@ -17,6 +17,7 @@ from histora.providers.chat_types import Completion, ModelAttempt, ModelSpec, Mo
 from histora.providers.fakes import FakeChatModel
 from histora.services import chat as chat_service
 from histora.services import conversations
+from histora.settings import STALE_REPLY_SECONDS, TURN_MARGIN_SECONDS
 from tests.conftest import FakeProvidersContainer
 from tests.factories import make_user
 
@@ -247,6 +248,31 @@ async def test_stop_is_honoured_while_the_first_words_are_awaited(
     assert isinstance(done, chat_service.ReplyDone) and done.message.content == "Yes."
 
 
+async def test_a_turn_that_waits_too_long_for_first_words_times_out_and_is_saved_failed(
+    db: AsyncSession, container: FakeProvidersContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However the chain's models and retries add up, a turn stops waiting in time to be
+    saved before its reply would be taken for one left by a crash."""
+    slow = FakeChatModel(reply="Too late.", delay_seconds=30)
+    budget = chat_service._first_words_budget(slow)
+    longest = max(spec.total_timeout_seconds for spec in slow.models)
+    assert budget + longest + TURN_MARGIN_SECONDS == STALE_REPLY_SECONDS
+    monkeypatch.setattr(chat_service, "_first_words_budget", lambda model: 0.2)
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Hm?")
+
+    async with asyncio.timeout(10):  # the first word would take 30 s
+        _, failed = await _run(container, turn, slow)
+
+    assert isinstance(failed, chat_service.ReplyFailed) and failed.code == "model_timed_out"
+    assert failed.message.status == MessageStatus.FAILED
+    # The conversation goes on.
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Now?")
+    _, done = await _run(container, turn, FakeChatModel(reply="Yes."))
+    assert isinstance(done, chat_service.ReplyDone)
+
+
 async def test_a_reply_broken_by_something_else_is_saved_failed_not_streaming(
     db: AsyncSession, container: FakeProvidersContainer
 ) -> None:
@@ -410,6 +436,53 @@ async def test_a_regenerate_stopped_while_writing_gives_the_earlier_reply_back(
     assert isinstance(done, chat_service.ReplyDone) and done.earlier_kept
     assert (done.message.content, done.message.status) == (earlier.content, "complete")
     assert [m.content for m in await _messages(db, session_id)] == ["Q", earlier.content]
+
+
+async def test_a_regenerate_that_says_nothing_gives_the_earlier_reply_back(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    # A model can end a stream without a word (a filter, or a reasoning model that spent
+    # its tokens thinking): that is no answer to keep.
+    user = await make_user(db)
+    for model in (FakeChatModel(reply=""), FakeChatModel(reply="", finish_reason="length")):
+        session_id, earlier, turn = await _regenerating(db, container, user)
+        _, done = await _run(container, turn, model)
+        assert isinstance(done, chat_service.ReplyDone) and done.earlier_kept
+        assert [m.content for m in await _messages(db, session_id)] == ["Q", earlier.content]
+
+
+async def test_a_retry_of_a_reply_that_failed_wordless_keeps_what_it_writes_when_stopped(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    # The page's Retry is a regenerate; with no earlier words, nothing is given back.
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    turn = await chat_service.start_turn(db, actor=user, session_id=session_id, content="Q")
+    await _run(container, turn, FakeChatModel(fail_before_first_token=True))
+    retry = await chat_service.start_regenerate(db, actor=user, session_id=session_id)
+    model = FakeChatModel(reply="A new answer, stopped early.", chunk_size=6)
+
+    text, done = await _run(container, retry, model, should_stop=_asking(lambda: True))
+
+    assert isinstance(done, chat_service.ReplyDone) and not done.earlier_kept
+    assert (done.message.content, done.message.status) == (text, MessageStatus.STOPPED)
+
+
+async def test_a_reply_changed_since_it_was_read_is_not_taken_again(
+    db: AsyncSession, container: FakeProvidersContainer
+) -> None:
+    """Two regenerates at once: the one that reads the reply after the other took it,
+    but writes after, must not take it too (on PostgreSQL reading took no lock)."""
+    user = await make_user(db)
+    session_id = await _session(db, user)
+    await _saved_reply(db, container, user, session_id, "Q", FakeChatModel(reply="First."))
+    seen = (await _messages(db, session_id))[1]  # read by the second regenerate
+    first = await chat_service.start_regenerate(db, actor=user, session_id=session_id)
+    await _run(container, first, FakeChatModel(reply="Second."))  # the first one finished
+
+    with pytest.raises(ConflictError):
+        await chat_service._answer_again(db, seen)
+    assert [m.content for m in await _messages(db, session_id)] == ["Q", "Second."]
 
 
 async def test_a_whole_regenerated_reply_replaces_the_earlier_in_its_row(

@@ -440,15 +440,9 @@ def _error() -> rx.Component:
     )
 
 
-def _wide_screen_label(text: str) -> rx.Component:
-    # On a phone a button shows its icon alone (its aria-label names it), so the message
-    # box keeps most of the row.
-    return rx.text(text, as_="span", display=rx.breakpoints(initial="none", sm="inline"))
-
-
 def _composer() -> rx.Component:
     return rx.form(
-        rx.hstack(
+        rx.flex(
             rx.text_area(
                 id=COMPOSER_ID,
                 name="message",
@@ -470,7 +464,9 @@ def _composer() -> rx.Component:
                 # is refused with the limit instead, and the text given back.
                 max_height="40vh",
                 overflow_y="auto",
-                width="100%",
+                # Grows into the row; narrower than this (a phone, with Continue and
+                # Regenerate shown), the buttons wrap onto a line of their own below.
+                flex="1 1 240px",
                 # Read-only, not disabled, while a reply comes: a disabled box loses the
                 # focus, which would then have to be given back from the server.
                 read_only=ChatState.streaming,
@@ -480,19 +476,17 @@ def _composer() -> rx.Component:
                 ChatState.streaming,
                 rx.button(
                     rx.icon("square"),
-                    _wide_screen_label("Stop"),
+                    "Stop",
                     type="button",
                     on_click=[ChatState.stop, _focus_composer()],
                     color_scheme="red",
                     variant="soft",
-                    aria_label="Stop",
                     data_testid="stop",
                 ),
                 rx.button(
                     rx.icon("send"),
-                    _wide_screen_label("Send"),
+                    "Send",
                     type="submit",
-                    aria_label="Send",
                     data_testid="send",
                 ),
             ),
@@ -500,7 +494,7 @@ def _composer() -> rx.Component:
                 can_continue(),
                 rx.button(
                     rx.icon("chevrons-right"),
-                    _wide_screen_label("Continue"),
+                    "Continue",
                     type="button",
                     variant="soft",
                     aria_label="Continue the reply",
@@ -521,6 +515,9 @@ def _composer() -> rx.Component:
                 ),
             ),
             align="end",
+            justify="end",
+            wrap="wrap",
+            gap="var(--space-3)",
             width="100%",
         ),
         on_submit=_ask_and_follow(ChatState.send),

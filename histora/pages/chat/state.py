@@ -461,9 +461,8 @@ class ChatState(rx.State):
 
     def _is_showing(self, turn: chat_service.PreparedTurn) -> bool:
         """Whether ``turn`` is still the reply on screen (the user may have moved on)."""
-        return (
-            self._turn is not None and self._turn.assistant_message_id == turn.assistant_message_id
-        )
+        # Not by its reply's id: a regenerate writes the same reply row anew.
+        return self._turn is not None and self._turn.turn_id == turn.turn_id
 
     @rx.event(background=True)
     async def stream_reply(self) -> AsyncIterator[rx.event.EventSpec]:
