@@ -61,6 +61,15 @@ async def test_a_name_with_a_nul_character_is_422(anon_client: httpx.AsyncClient
     assert "U+0000" in response.json()["error"]["message"]
 
 
+async def test_an_unknown_field_is_422_not_ignored(anon_client: httpx.AsyncClient) -> None:
+    account = {"email": "u@example.com", "password": PASSWORD, "display_name": "U"}
+    response = await anon_client.post("/api/v1/auth/register", json={**account, "role": "admin"})
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["location"] == ["body", "role"]
+    login = {"email": "u@example.com", "password": PASSWORD}
+    assert (await anon_client.post("/api/v1/auth/login", json=login)).status_code == 401
+
+
 async def test_register_duplicate_is_409(anon_client: httpx.AsyncClient) -> None:
     await _register(anon_client)
     assert (await _register(anon_client)).status_code == 409

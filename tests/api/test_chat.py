@@ -223,6 +223,27 @@ async def test_empty_message_is_422(client: httpx.AsyncClient) -> None:
     assert response.json()["error"]["message"] == "A message cannot be empty."
 
 
+async def test_unknown_fields_and_loose_booleans_are_422_and_nothing_is_saved(
+    client: httpx.AsyncClient,
+) -> None:
+    session_id = await _create(client)
+    url = f"{SESSIONS}/{session_id}/messages"
+    # A misspelt client_message_id would otherwise turn idempotency off unnoticed.
+    for body in (
+        {"content": "Hi", "clientMessageId": "m-1"},
+        {"content": "Hi", "stream": "yes"},
+        {"content": "Hi", "stream": 1},
+    ):
+        response = await client.post(url, json=body)
+        assert response.status_code == 422, body
+        assert response.json()["error"]["code"] == "invalid_input", body
+    created = await client.post(SESSIONS, json={"character_id": "socrates", "title": "Mine"})
+    renamed = await client.patch(f"{SESSIONS}/{session_id}", json={"archived": "true"})
+    assert (created.status_code, renamed.status_code) == (422, 422)
+    assert (await client.get(f"{url}?limit=10")).json()["total"] == 0
+    assert (await client.get(SESSIONS)).json()["total"] == 1
+
+
 async def test_send_to_unknown_session_is_404(client: httpx.AsyncClient) -> None:
     response = await client.post(f"{SESSIONS}/{uuid.uuid4()}/messages", json={"content": "Hi"})
     assert response.status_code == 404

@@ -8,14 +8,14 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from histora.api.dependencies import ActorDep, DbDep
-from histora.api.schemas import ErrorResponse
+from histora.api.schemas import ErrorResponse, RequestBody
 from histora.models.users import ApiKeyPublic
 from histora.services import api_keys as api_keys_service
 
 router = APIRouter(prefix="/api-keys", tags=["api-keys"])
 
 
-class ApiKeyCreate(BaseModel):
+class ApiKeyCreate(RequestBody):
     name: str = Field(min_length=1, max_length=80)
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from histora.api.dependencies import ActorDep, ContainerDep, DbDep
-from histora.api.schemas import ErrorResponse
+from histora.api.schemas import ErrorResponse, RequestBody
 from histora.models import User
 from histora.models.users import UserPublic
 from histora.services import sign_in as sign_in_service
@@ -24,22 +24,22 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class RegisterRequest(BaseModel):
+class RegisterRequest(RequestBody):
     email: str = Field(max_length=320)
     password: str = Field(max_length=128)
     display_name: str = Field(max_length=80)
 
 
-class LoginRequest(BaseModel):
+class LoginRequest(RequestBody):
     email: str = Field(max_length=320)
     password: str = Field(max_length=128)
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(RequestBody):
     refresh_token: str = Field(min_length=1, max_length=256)
 
 
-class FirebaseExchangeRequest(BaseModel):
+class FirebaseExchangeRequest(RequestBody):
     id_token: str = Field(min_length=1, max_length=8192)
 
 

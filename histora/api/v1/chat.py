@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from histora import deps
 from histora.api.dependencies import ActorDep, ContainerDep, DbDep
-from histora.api.schemas import ErrorResponse
+from histora.api.schemas import ErrorResponse, RequestBody
 from histora.api.sse import sse_event, sse_response
 from histora.errors import InvalidInputError
 from histora.models.base import Page
@@ -26,16 +26,16 @@ router = APIRouter(prefix="/chat/sessions", tags=["chat"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 
 
-class SessionCreate(BaseModel):
+class SessionCreate(RequestBody):
     character_id: str = Field(min_length=1, max_length=64)
 
 
-class SessionUpdate(BaseModel):
+class SessionUpdate(RequestBody):
     title: str | None = Field(default=None, max_length=200)
     archived: bool | None = None
 
 
-class MessageCreate(BaseModel):
+class MessageCreate(RequestBody):
     content: str = Field(min_length=1, max_length=chat_service.MAX_MESSAGE_CHARS)
     client_message_id: str | None = Field(
         default=None, max_length=chat_service.CLIENT_ID_MAX_LENGTH
