@@ -417,9 +417,7 @@ async def _existing_send(
     if following is not None and following.role == MessageRole.ASSISTANT:
         # Its reply still being written: refuse, as a new send would (an empty reply
         # replayed as finished would say nothing); one left by a crash is failed first.
-        for stale in _stale_replies([following]):
-            stale.status, stale.error = MessageStatus.FAILED, INTERRUPTED_ERROR
-            db.add(stale)
+        _fail_stale(db, [following])
         if _unanswered(following) and following.id == messages[-1].id:
             # The first try ended before a word (its client went away, or the model
             # could not answer): a retry is asked to answer, not told nothing.
@@ -583,20 +581,25 @@ async def _refuse_if_replying(db: AsyncSession, session_id: uuid.UUID) -> None:
             )
         )
     ).all()
-    for message in _stale_replies(in_flight):
-        message.status = MessageStatus.FAILED
-        message.error = INTERRUPTED_ERROR
-        db.add(message)
+    _fail_stale(db, in_flight)
 
 
 _M = TypeVar("_M", ChatMessage, _RecentMessage)
 _T = TypeVar("_T")
 
 
+def _fail_stale(db: AsyncSession, messages: Sequence[ChatMessage]) -> None:
+    """Mark failed the replies a crashed process left streaming (refused while one is
+    being written)."""
+    for message in _stale_replies(messages):
+        message.status, message.error = MessageStatus.FAILED, INTERRUPTED_ERROR
+        db.add(message)
+
+
 def _stale_replies(messages: Sequence[_M]) -> list[_M]:
     """Refuse while a reply is being written; else the replies left streaming by a crash,
     which the caller marks failed."""
-    stale_before = utcnow() - timedelta(seconds=STALE_REPLY_SECONDS)
+    stale_before = conversations.live_reply_cutoff()
     stale: list[_M] = []
     for message in messages:
         if message.status != MessageStatus.STREAMING:

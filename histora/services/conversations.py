@@ -7,7 +7,7 @@ session of someone else is reported as not found, so ids leak nothing.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, func
 from sqlmodel import col, select
@@ -221,16 +221,21 @@ async def set_archived(
     return await _describe(db, session)
 
 
+def live_reply_cutoff() -> datetime:
+    """A reply still marked as being written, and touched since this moment, is being
+    written now; one touched before was left by a process that died."""
+    return utcnow() - timedelta(seconds=STALE_REPLY_SECONDS)
+
+
 async def refuse_while_replying(db: AsyncSession, session_id: uuid.UUID) -> None:
     """A conversation whose reply is being written stays until the reply is saved
     (a reply left streaming by a crashed process does not count)."""
-    live_since = utcnow() - timedelta(seconds=STALE_REPLY_SECONDS)
     writing = await db.exec(
         select(ChatMessage.id)
         .where(
             ChatMessage.session_id == session_id,
             ChatMessage.status == MessageStatus.STREAMING,
-            col(ChatMessage.updated_at) > live_since,
+            col(ChatMessage.updated_at) > live_reply_cutoff(),
         )
         .limit(1)
     )
